@@ -1,0 +1,179 @@
+//! Configuration: durability profiles, pool sizes, queue bounds, pragmas.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use crate::ident::{validate_identifier, validate_pragma_value};
+
+/// How durable an acknowledged write is.
+///
+/// Both profiles use WAL, so readers never block the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum Profile {
+    /// WAL with `synchronous=NORMAL`: an acknowledged write survives a crash of the process,
+    /// but the last commits before a power loss or OS crash may be rolled back (the database
+    /// itself is never corrupted). Commits do not wait for fsync.
+    #[default]
+    Balanced,
+    /// WAL with `synchronous=FULL`: every acknowledged write has been fsynced and survives a
+    /// power loss. Group commit shares one fsync among every write in a group.
+    Durable,
+}
+
+impl Profile {
+    fn synchronous(self) -> &'static str {
+        match self {
+            Profile::Balanced => "NORMAL",
+            Profile::Durable => "FULL",
+        }
+    }
+}
+
+/// Settings for [`Database::open`](crate::Database::open).
+///
+/// ```
+/// use litehouse::{Config, Profile};
+/// let config = Config { profile: Profile::Durable, readers: 2, ..Config::default() };
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Durability profile.
+    pub profile: Profile,
+    /// Number of read-only connections (and async reader threads). At least 1.
+    pub readers: usize,
+    /// Capacity of the write queue. A full queue makes callers wait (backpressure).
+    pub queue_capacity: usize,
+    /// Most requests committed together in one transaction.
+    pub max_group_size: usize,
+    /// How long to keep retrying when another process holds the write lock, before
+    /// returning [`Error::Busy`].
+    pub busy_budget: Duration,
+    /// Prepared statements cached per connection.
+    pub statement_cache_capacity: usize,
+    /// Extra pragmas as `(name, value)`, applied after the profile's, on every connection.
+    /// Names must be identifiers and values numbers or bare words.
+    pub pragmas: Vec<(String, String)>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Config {
+            profile: Profile::Balanced,
+            readers: cores.clamp(2, 8),
+            queue_capacity: 4096,
+            max_group_size: 512,
+            busy_budget: Duration::from_secs(5),
+            statement_cache_capacity: 128,
+            pragmas: Vec::new(),
+        }
+    }
+}
+
+/// Role of a connection, which decides its pragmas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Writer,
+    Reader,
+}
+
+/// How long SQLite's own busy handler waits on the writer before litehouse's backoff takes over.
+/// Short, so that litehouse (not SQLite) decides how long to wait and can count the retries.
+pub(crate) const WRITER_BUSY_SLICE: Duration = Duration::from_millis(20);
+
+impl Config {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let Config {
+            profile: _,
+            readers,
+            queue_capacity,
+            max_group_size,
+            busy_budget: _,
+            statement_cache_capacity: _,
+            pragmas,
+        } = self;
+        let bad = |message: &str| Err(Error::Config { message: message.into() });
+        if *readers == 0 {
+            return bad("readers must be at least 1");
+        }
+        if *queue_capacity == 0 {
+            return bad("queue_capacity must be at least 1");
+        }
+        if *max_group_size == 0 {
+            return bad("max_group_size must be at least 1");
+        }
+        for (name, value) in pragmas {
+            validate_identifier(name).map_err(|err| Error::Config {
+                message: format!("pragma name: {err}"),
+            })?;
+            validate_pragma_value(value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the connection settings for `role`. WAL is set by the writer alone, before any
+    /// reader opens, because switching journal mode concurrently fails with "locked".
+    pub(crate) fn apply(&self, conn: &Connection, role: Role, in_memory: bool) -> Result<()> {
+        conn.set_prepared_statement_cache_capacity(self.statement_cache_capacity);
+        match role {
+            Role::Writer => conn.busy_timeout(WRITER_BUSY_SLICE)?,
+            Role::Reader => conn.busy_timeout(self.busy_budget)?,
+        }
+        if role == Role::Writer && !in_memory {
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::Config {
+                    message: format!("could not switch the database to WAL (it stays in {mode})"),
+                });
+            }
+            conn.execute_batch("PRAGMA journal_size_limit=67108864")?;
+        }
+        let synchronous = self.profile.synchronous();
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={synchronous};
+             PRAGMA foreign_keys=ON;
+             PRAGMA temp_store=MEMORY;
+             PRAGMA cache_size=-32000;
+             PRAGMA trusted_schema=OFF;"
+        ))?;
+        if !in_memory {
+            conn.execute_batch("PRAGMA mmap_size=134217728")?;
+        }
+        for (name, value) in &self.pragmas {
+            // Both were validated in `validate`; check again so this function is safe alone.
+            let name = validate_identifier(name)?;
+            let value = validate_pragma_value(value)?;
+            conn.execute_batch(&format!("PRAGMA {name}={value}"))?;
+        }
+        if role == Role::Reader {
+            conn.execute_batch("PRAGMA query_only=ON")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_configs() {
+        let check = |config: Config| assert!(matches!(config.validate(), Err(Error::Config { .. })));
+        check(Config { readers: 0, ..Config::default() });
+        check(Config { queue_capacity: 0, ..Config::default() });
+        check(Config { max_group_size: 0, ..Config::default() });
+        check(Config {
+            pragmas: vec![("cache_size; DROP TABLE t".into(), "1".into())],
+            ..Config::default()
+        });
+        check(Config {
+            pragmas: vec![("cache_size".into(), "1; DROP TABLE t".into())],
+            ..Config::default()
+        });
+        assert!(Config::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,129 @@
+//! Maintenance: vacuum, analyze, optimize, integrity checks, WAL checkpoints.
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::Database;
+use crate::error::Result;
+
+/// The outcome of a WAL checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Checkpoint {
+    /// True if a reader kept the checkpoint from finishing (frames stay in the WAL).
+    pub busy: bool,
+    /// Frames in the WAL before the checkpoint (-1 when not in WAL mode).
+    pub log_frames: i64,
+    /// Frames copied into the database file.
+    pub checkpointed_frames: i64,
+}
+
+fn problems(conn: &Connection, pragma: &str) -> Result<Vec<String>> {
+    let mut statement = conn.prepare(pragma)?;
+    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+    let found = rows.collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(if found == ["ok"] { Vec::new() } else { found })
+}
+
+fn checkpoint_truncate(conn: &mut Connection) -> Result<Checkpoint> {
+    let (busy, log_frames, checkpointed_frames): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    Ok(Checkpoint {
+        busy: busy != 0,
+        log_frames,
+        checkpointed_frames,
+    })
+}
+
+/// Generates the blocking/async pair for a maintenance step that runs on the writer
+/// connection between groups.
+macro_rules! on_writer {
+    ($(#[$doc:meta])* $blocking:ident, $async_name:ident, $ret:ty, |$conn:ident $(, $arg:ident: $arg_ty:ty)*| $body:expr) => {
+        impl Database {
+            $(#[$doc])*
+            pub fn $blocking(&self $(, $arg: $arg_ty)*) -> Result<$ret> {
+                self.blocking_exclusive(move |$conn: &mut Connection| $body)
+            }
+
+            #[doc = concat!("Async twin of [`", stringify!($blocking), "`](Database::", stringify!($blocking), ").")]
+            pub async fn $async_name(&self $(, $arg: $arg_ty)*) -> Result<$ret> {
+                self.exclusive(move |$conn: &mut Connection| $body).await
+            }
+        }
+    };
+}
+
+on_writer!(
+    /// Rebuilds the database file to reclaim free pages. Takes an exclusive lock for its
+    /// whole run: writes wait in the queue meanwhile.
+    blocking_vacuum, vacuum, (), |conn| Ok(conn.execute_batch("VACUUM")?)
+);
+
+on_writer!(
+    /// Frees up to `pages` free pages (all of them for `None`). Only does something on a
+    /// database created with `auto_vacuum=INCREMENTAL` (set it with a pragma override before
+    /// the first table is created, then vacuum once).
+    blocking_incremental_vacuum, incremental_vacuum, (), |conn, pages: Option<u32>| {
+        let sql = match pages {
+            Some(pages) => format!("PRAGMA incremental_vacuum({pages})"),
+            None => "PRAGMA incremental_vacuum".to_owned(),
+        };
+        Ok(conn.execute_batch(&sql)?)
+    }
+);
+
+on_writer!(
+    /// Gathers statistics about every table and index for the query planner.
+    blocking_analyze, analyze, (), |conn| Ok(conn.execute_batch("ANALYZE")?)
+);
+
+on_writer!(
+    /// Runs `PRAGMA optimize`, which analyzes only what needs it. Cheap; run it periodically.
+    blocking_optimize, optimize, (), |conn| Ok(conn.execute_batch("PRAGMA optimize")?)
+);
+
+on_writer!(
+    /// Copies the whole WAL into the database file and truncates the WAL to zero bytes.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = litehouse::Database::open(dir.path().join("c.db"), litehouse::Config::default())?;
+    /// db.blocking_execute("CREATE TABLE t(x)", ())?;
+    /// let checkpoint = db.blocking_checkpoint()?;
+    /// assert!(!checkpoint.busy);
+    /// # Ok::<(), litehouse::Error>(())
+    /// ```
+    blocking_checkpoint, checkpoint, Checkpoint, |conn| checkpoint_truncate(conn)
+);
+
+impl Database {
+    /// Runs `PRAGMA integrity_check` on a reader (it does not block writers) and returns the
+    /// problems found: empty when the database is sound.
+    ///
+    /// ```
+    /// # let db = litehouse::Database::open_memory("doc-integrity", litehouse::Config::default())?;
+    /// assert!(db.blocking_integrity_check()?.is_empty());
+    /// # Ok::<(), litehouse::Error>(())
+    /// ```
+    pub fn blocking_integrity_check(&self) -> Result<Vec<String>> {
+        self.blocking_read(|conn| problems(conn, "PRAGMA integrity_check"))
+    }
+
+    /// Async twin of [`blocking_integrity_check`](Database::blocking_integrity_check).
+    pub async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read(|conn| problems(conn, "PRAGMA integrity_check")).await
+    }
+
+    /// Like [`blocking_integrity_check`](Database::blocking_integrity_check) but faster: skips
+    /// checking that indexes match their tables.
+    pub fn blocking_quick_check(&self) -> Result<Vec<String>> {
+        self.blocking_read(|conn| problems(conn, "PRAGMA quick_check"))
+    }
+
+    /// Async twin of [`blocking_quick_check`](Database::blocking_quick_check).
+    pub async fn quick_check(&self) -> Result<Vec<String>> {
+        self.read(|conn| problems(conn, "PRAGMA quick_check")).await
+    }
+}
