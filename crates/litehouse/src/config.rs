@@ -123,6 +123,11 @@ impl Config {
             Role::Writer => conn.busy_timeout(WRITER_BUSY_SLICE)?,
             Role::Reader => conn.busy_timeout(self.busy_budget)?,
         }
+        // Pragmas that shape the file format only work before the file has content, and
+        // switching to WAL writes the header: apply those overrides first.
+        for (name, value) in self.pragmas.iter().filter(|(name, _)| is_file_format(name)) {
+            apply_pragma(conn, name, value)?;
+        }
         if role == Role::Writer && !in_memory {
             let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
@@ -143,17 +148,26 @@ impl Config {
         if !in_memory {
             conn.execute_batch("PRAGMA mmap_size=134217728")?;
         }
-        for (name, value) in &self.pragmas {
-            // Both were validated in `validate`; check again so this function is safe alone.
-            let name = validate_identifier(name)?;
-            let value = validate_pragma_value(value)?;
-            conn.execute_batch(&format!("PRAGMA {name}={value}"))?;
+        for (name, value) in self.pragmas.iter().filter(|(name, _)| !is_file_format(name)) {
+            apply_pragma(conn, name, value)?;
         }
         if role == Role::Reader {
             conn.execute_batch("PRAGMA query_only=ON")?;
         }
         Ok(())
     }
+}
+
+fn is_file_format(name: &str) -> bool {
+    name.eq_ignore_ascii_case("auto_vacuum") || name.eq_ignore_ascii_case("page_size")
+}
+
+fn apply_pragma(conn: &Connection, name: &str, value: &str) -> Result<()> {
+    // Both were validated in `Config::validate`; check again so this function is safe alone.
+    let name = validate_identifier(name)?;
+    let value = validate_pragma_value(value)?;
+    conn.execute_batch(&format!("PRAGMA {name}={value}"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -176,6 +176,20 @@ impl Error {
     }
 }
 
+#[cfg(test)]
+mod sql_error_tests {
+    use super::*;
+
+    #[test]
+    fn generic_sqlite_error_is_a_sql_error() {
+        let err = Error::from(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_ERROR),
+            Some("no such table: x".into()),
+        ));
+        assert!(matches!(err, Error::Sql { .. }), "{err:?}");
+    }
+}
+
 fn constraint_kind(extended_code: i32) -> ConstraintKind {
     match extended_code {
         ffi::SQLITE_CONSTRAINT_UNIQUE => ConstraintKind::Unique,
@@ -206,6 +220,11 @@ fn from_sqlite_failure(failure: &ffi::Error, message: Option<String>) -> Error {
             message,
         },
         ffi::SQLITE_RANGE | ffi::SQLITE_MISMATCH => Error::Parameter { message },
+        // The generic code: unknown tables or columns, syntax, wrong value counts.
+        ffi::SQLITE_ERROR => Error::Sql {
+            extended_code,
+            message,
+        },
         _ => Error::Sqlite {
             extended_code,
             message,

@@ -21,19 +21,31 @@ pub struct StatementResult {
     pub rows: Vec<JsonRow>,
 }
 
+/// Says which statement of the script failed.
+fn locate(err: rusqlite::Error, index: usize, sql: Option<&str>) -> Error {
+    match Error::from(err) {
+        Error::Sql { extended_code, message } => Error::Sql {
+            extended_code,
+            message: match sql {
+                Some(sql) => format!("statement {index} (`{sql}`): {message}"),
+                None => format!("statement {index}: {message}"),
+            },
+        },
+        other => other,
+    }
+}
+
 fn run_script(conn: &Connection, script: &str) -> Result<Vec<StatementResult>> {
     let mut batch = Batch::new(conn, script);
     let mut results = Vec::new();
-    while let Some(mut statement) = batch.next()? {
-        let sql = statement.expanded_sql().unwrap_or_default().trim().to_owned();
+    loop {
         let index = results.len() + 1;
-        let at = |err: rusqlite::Error| match Error::from(err) {
-            Error::Sql { extended_code, message } => Error::Sql {
-                extended_code,
-                message: format!("statement {index} (`{sql}`): {message}"),
-            },
-            other => other,
+        let prepared = batch.next().map_err(|err| locate(err, index, None))?;
+        let Some(mut statement) = prepared else {
+            break;
         };
+        let sql = statement.expanded_sql().unwrap_or_default().trim().to_owned();
+        let at = |err: rusqlite::Error| locate(err, index, Some(&sql));
         let result = if statement.column_count() > 0 {
             let rows = statement
                 .query_map([], row_to_json)

@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
@@ -323,15 +323,17 @@ fn finish_all(
     context: &WriterContext,
 ) {
     let now = Instant::now();
-    let mut latencies: Vec<Duration> = Vec::new();
+    let finished: Vec<_> = finished.collect();
+    // Statistics first: a caller that reads them right after its reply must see its request.
+    context
+        .stats
+        .write_latencies(finished.iter().map(|(queued, _)| now.duration_since(queued.enqueued)));
     for (queued, own_error) in finished {
         let outcome = match &own_error {
             Some(own) => Err(own),
             None => group,
         };
         context.stats.op(queued.kind, outcome.is_ok());
-        latencies.push(now.duration_since(queued.enqueued));
         queued.job.finish(outcome);
     }
-    context.stats.write_latencies(latencies.into_iter());
 }

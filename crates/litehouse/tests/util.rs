@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use litehouse::{Config, Database};
+
+pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A database file in a fresh temporary directory (kept alive by the returned guard).
+pub(crate) fn file_db(config: Config) -> Result<(tempfile::TempDir, PathBuf, Database), litehouse::Error> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("test.db");
+    let db = Database::open(&path, config)?;
+    Ok((dir, path, db))
+}
+
+/// Blocks the writer: queues a transaction that waits until the returned sender is used (or
+/// dropped). Returns once the writer is inside that transaction, so requests sent afterwards
+/// queue up and form the next group together.
+pub(crate) fn hold_writer(db: &Database) -> (mpsc::Sender<()>, std::thread::JoinHandle<litehouse::Result<()>>) {
+    let (release, wait_for_release) = mpsc::channel::<()>();
+    let (entered, wait_for_entry) = mpsc::channel::<()>();
+    let holder = db.clone();
+    let thread = std::thread::spawn(move || {
+        holder.blocking_transaction(move |_| {
+            let _ = entered.send(());
+            let _ = wait_for_release.recv();
+            Ok(())
+        })
+    });
+    wait_for_entry.recv().expect("the holding transaction starts");
+    (release, thread)
+}
+
+/// Waits until `count` requests are queued behind the writer.
+pub(crate) fn wait_for_queue(db: &Database, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.stats().queue_depth < count {
+        assert!(Instant::now() < deadline, "requests never queued up");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+pub(crate) fn count(db: &Database, table: &str) -> i64 {
+    db.blocking_query_row(&format!("SELECT count(*) FROM {table}"), (), |row| row.get(0))
+        .expect("count query")
+}
