@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 mod engine;
+mod peers;
+mod runner;
 
 /// How a run is sized.
 #[derive(Debug, Clone)]

@@ -1,1 +1,39 @@
-fn main() {}
+//! The `litehouse` command: benchmarks and database maintenance (more commands come with the
+//! server and sync crates).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod args;
+mod bench;
+mod db;
+
+use args::{Args, Command};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed pipe (`litehouse bench | head`) is not an error worth reporting.
+            let broken_pipe = err.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("litehouse: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    match args.command {
+        Command::Bench(bench) => bench::run(bench).map(|()| ExitCode::SUCCESS),
+        Command::Db(db) => db::run(db),
+    }
+}

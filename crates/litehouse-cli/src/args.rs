@@ -1,0 +1,67 @@
+//! Command-line arguments. Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// litehouse: a SQLite data layer for programs that write from many threads at once.
+#[derive(Debug, Parser)]
+#[command(name = "litehouse", version, about)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Measure litehouse against its peers (naive connections, a mutex, async-sqlite, bulk
+    /// ceilings) in one run and print ops/s with ratios.
+    Bench(BenchArgs),
+    /// Inspect and maintain a database file.
+    Db(DbArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Short run: the whole suite in under a minute.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Run only these workloads (comma-separated ids, e.g. W1,W3).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) workload: Vec<String>,
+    /// Directory for the benchmark's database files (default: a temporary directory). Use
+    /// one on the disk you care about; a tmpfs makes durable commits look free.
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// List the workloads and exit.
+    #[arg(long)]
+    pub(crate) list: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DbArgs {
+    /// The database file.
+    pub(crate) file: PathBuf,
+    #[command(subcommand)]
+    pub(crate) action: DbAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbAction {
+    /// Run PRAGMA integrity_check and print the problems found (exit code 1 if any).
+    Check,
+    /// Copy the WAL into the database file and truncate it.
+    Checkpoint,
+    /// Rebuild the file to reclaim free pages.
+    Vacuum,
+    /// Update the query planner's statistics (PRAGMA optimize).
+    Optimize,
+    /// Copy the database, consistently, to another file while it may be in use.
+    Backup {
+        /// Where to write the copy.
+        to: PathBuf,
+    },
+}

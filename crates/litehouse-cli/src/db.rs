@@ -1,0 +1,57 @@
+//! `litehouse db FILE ...`: maintenance of a database file.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::ProgressBar;
+use litehouse::{Config, Database};
+
+use crate::args::{DbAction, DbArgs};
+
+pub(crate) fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
+    let DbArgs { file, action } = args;
+    anyhow::ensure!(file.exists(), "{} does not exist", file.display());
+    let db = Database::open(&file, Config { readers: 1, ..Config::default() })
+        .with_context(|| format!("could not open {}", file.display()))?;
+    match action {
+        DbAction::Check => {
+            let problems = db.blocking_integrity_check()?;
+            if problems.is_empty() {
+                println!("ok");
+            } else {
+                for problem in &problems {
+                    println!("{problem}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        DbAction::Checkpoint => {
+            let checkpoint = db.blocking_checkpoint()?;
+            println!(
+                "checkpointed {} of {} WAL frames{}",
+                checkpoint.checkpointed_frames,
+                checkpoint.log_frames,
+                if checkpoint.busy { " (a reader kept some frames; try again later)" } else { "" }
+            );
+        }
+        DbAction::Vacuum => {
+            db.blocking_vacuum()?;
+            println!("vacuumed");
+        }
+        DbAction::Optimize => {
+            db.blocking_optimize()?;
+            println!("optimized");
+        }
+        DbAction::Backup { to } => {
+            let bar = ProgressBar::new(0);
+            let done = db.blocking_backup(&to, |progress| {
+                bar.set_length(progress.pages_total);
+                bar.set_position(progress.pages_done);
+            })?;
+            bar.finish_and_clear();
+            println!("copied {} pages to {}", done.pages_total, to.display());
+        }
+    }
+    db.blocking_close()?;
+    Ok(ExitCode::SUCCESS)
+}
