@@ -5,6 +5,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
 
@@ -21,15 +24,14 @@ pub(crate) struct ReaderConnection {
     pub(crate) slot: usize,
 }
 
-#[derive(Debug)]
-struct PoolState {
-    idle: Vec<ReaderConnection>,
-    closed: bool,
-}
-
+/// Idle connections in a lock-free queue, so concurrent readers do not serialize on a mutex
+/// to borrow and return them; the mutex and condvar are only for waiting when none is idle.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    state: Mutex<PoolState>,
+    idle: ArrayQueue<ReaderConnection>,
+    closed: AtomicBool,
+    waiters: AtomicUsize,
+    wait_lock: Mutex<()>,
     available: Condvar,
 }
 
@@ -67,52 +69,70 @@ impl Drop for PooledConnection<'_> {
 
 impl Pool {
     fn new(connections: Vec<Connection>) -> Pool {
-        let idle = connections
-            .into_iter()
-            .enumerate()
-            .map(|(slot, conn)| ReaderConnection { conn, slot })
-            .collect();
+        let idle = ArrayQueue::new(connections.len().max(1));
+        for (slot, conn) in connections.into_iter().enumerate() {
+            // The queue was sized for exactly these connections.
+            let _ = idle.push(ReaderConnection { conn, slot });
+        }
         Pool {
-            state: Mutex::new(PoolState { idle, closed: false }),
+            idle,
+            closed: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
+            wait_lock: Mutex::new(()),
             available: Condvar::new(),
         }
     }
 
+    fn take(&self) -> Result<Option<PooledConnection<'_>>> {
+        // SeqCst on `closed`, `waiters` and the queue: a returner that sees no waiter must be
+        // seen by the waiter's next pop (see `give_back`).
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(self.idle.pop().map(|connection| PooledConnection {
+            pool: self,
+            connection: Some(connection),
+        }))
+    }
+
     /// Borrows a connection, waiting until one is free.
     pub(crate) fn checkout(&self) -> Result<PooledConnection<'_>> {
-        let mut state = self.state.lock();
-        loop {
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if let Some(connection) = state.idle.pop() {
-                return Ok(PooledConnection {
-                    pool: self,
-                    connection: Some(connection),
-                });
-            }
-            self.available.wait(&mut state);
+        if let Some(conn) = self.take()? {
+            return Ok(conn);
         }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.wait_lock.lock();
+        let result = loop {
+            match self.take() {
+                Ok(Some(conn)) => break Ok(conn),
+                Ok(None) => self.available.wait(&mut guard),
+                Err(err) => break Err(err),
+            }
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     fn give_back(&self, connection: ReaderConnection) {
-        let mut state = self.state.lock();
-        if state.closed {
+        if self.closed.load(Ordering::SeqCst) {
             // Closing drops connections as they come back.
             return;
         }
-        state.idle.push(connection);
-        drop(state);
-        self.available.notify_one();
+        // Never full: only connections taken from this queue come back to it.
+        let _ = self.idle.push(connection);
+        // A waiter registers before its last look at the queue, so either it sees this
+        // connection or we see it waiting and wake it (under the lock, so the wake-up cannot
+        // fall between its look and its wait).
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.wait_lock.lock();
+            self.available.notify_one();
+        }
     }
 
     fn close(&self) {
-        let idle = {
-            let mut state = self.state.lock();
-            state.closed = true;
-            std::mem::take(&mut state.idle)
-        };
-        drop(idle);
+        self.closed.store(true, Ordering::SeqCst);
+        while self.idle.pop().is_some() {}
+        let _guard = self.wait_lock.lock();
         self.available.notify_all();
     }
 }
