@@ -50,37 +50,65 @@ const INSERT: &str = "INSERT INTO items(worker, payload) VALUES (?1, ?2)";
 const PAYLOAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn synchronous(profile: Profile) -> &'static str {
-    if profile == Profile::Durable { "FULL" } else { "NORMAL" }
+    if profile == Profile::Durable {
+        "FULL"
+    } else {
+        "NORMAL"
+    }
 }
 
 fn measured(workload: &str, implementation: &str, threads: usize, counted: Counted) -> Measurement {
-    Measurement::new(workload, implementation, threads, counted.ok, counted.failed, counted.elapsed)
+    Measurement::new(
+        workload,
+        implementation,
+        threads,
+        counted.ok,
+        counted.failed,
+        counted.elapsed,
+    )
 }
 
 /// Checks that what a run reported as written is what the table holds.
 fn check_rows(conn: &Connection, expected: u64) -> anyhow::Result<()> {
     let stored: i64 = conn.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
-    anyhow::ensure!(stored as u64 == expected, "{stored} rows stored but {expected} acknowledged");
+    anyhow::ensure!(
+        stored as u64 == expected,
+        "{stored} rows stored but {expected} acknowledged"
+    );
     Ok(())
 }
 
 fn group_note(db: &Database) -> String {
     let stats = db.stats();
-    format!("mean group {:.1}, p99 ack {} µs", stats.group_size.mean, stats.write_latency_micros.p99)
+    format!(
+        "mean group {:.1}, p99 ack {} µs",
+        stats.group_size.mean, stats.write_latency_micros.p99
+    )
 }
 
-fn inserts(opts: &BenchOptions, report: &mut dyn FnMut(Measurement), id: &str, profile: Profile) -> anyhow::Result<()> {
+fn inserts(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    id: &str,
+    profile: Profile,
+) -> anyhow::Result<()> {
     let writers = 64;
     let duration = opts.pick(Duration::from_millis(1500), Duration::from_secs(5));
     let sync = synchronous(profile);
-    let config = Config { profile, ..Config::default() };
+    let config = Config {
+        profile,
+        ..Config::default()
+    };
 
     let path = opts.db_path(&format!("{id}-litehouse-threads"));
     let db = Database::open(&path, config.clone())?;
     db.blocking_execute(ITEMS, ())?;
-    let counted = runner::threads(writers, duration, |worker| worker as i64, |worker, _| {
-        db.blocking_execute(INSERT, (*worker, PAYLOAD)).is_ok()
-    });
+    let counted = runner::threads(
+        writers,
+        duration,
+        |worker| worker as i64,
+        |worker, _| db.blocking_execute(INSERT, (*worker, PAYLOAD)).is_ok(),
+    );
     check_rows(&Connection::open(&path)?, counted.ok)?;
     report(measured(id, "litehouse", writers, counted).with_note(group_note(&db)));
     drop(db);
@@ -103,19 +131,38 @@ fn inserts(opts: &BenchOptions, report: &mut dyn FnMut(Measurement), id: &str, p
     let counted = runner::threads(
         writers,
         duration,
-        |worker| (worker as i64, peers::open_peer(&path, sync).expect("peer connection")),
-        |(worker, conn), _| conn.prepare_cached(INSERT).and_then(|mut s| s.execute((*worker, PAYLOAD))).is_ok(),
+        |worker| {
+            (
+                worker as i64,
+                peers::open_peer(&path, sync).expect("peer connection"),
+            )
+        },
+        |(worker, conn), _| {
+            conn.prepare_cached(INSERT)
+                .and_then(|mut s| s.execute((*worker, PAYLOAD)))
+                .is_ok()
+        },
     );
     check_rows(&Connection::open(&path)?, counted.ok)?;
-    report(measured(id, "naive", writers, counted).with_note("connection per thread, busy_timeout 5 s"));
+    report(
+        measured(id, "naive", writers, counted)
+            .with_note("connection per thread, busy_timeout 5 s"),
+    );
 
     let path = opts.db_path(&format!("{id}-mutex"));
     let shared = MutexPeer::open(&path, sync)?;
     shared.0.lock().execute_batch(ITEMS)?;
-    let counted = runner::threads(writers, duration, |worker| worker as i64, |worker, _| {
-        let conn = shared.0.lock();
-        conn.prepare_cached(INSERT).and_then(|mut s| s.execute((*worker, PAYLOAD))).is_ok()
-    });
+    let counted = runner::threads(
+        writers,
+        duration,
+        |worker| worker as i64,
+        |worker, _| {
+            let conn = shared.0.lock();
+            conn.prepare_cached(INSERT)
+                .and_then(|mut s| s.execute((*worker, PAYLOAD)))
+                .is_ok()
+        },
+    );
     check_rows(&shared.0.lock(), counted.ok)?;
     report(measured(id, "mutex", writers, counted).with_note("one Mutex<Connection>"));
 
@@ -126,14 +173,20 @@ fn inserts(opts: &BenchOptions, report: &mut dyn FnMut(Measurement), id: &str, p
     let counted = runner::tasks(&runtime, writers, duration, move |worker, _| {
         let pool = task_pool.clone();
         async move {
-            pool.conn(move |conn| conn.prepare_cached(INSERT)?.execute((worker as i64, PAYLOAD)))
-                .await
-                .is_ok()
+            pool.conn(move |conn| {
+                conn.prepare_cached(INSERT)?
+                    .execute((worker as i64, PAYLOAD))
+            })
+            .await
+            .is_ok()
         }
     });
     runtime.block_on(pool.close())?;
     check_rows(&Connection::open(&path)?, counted.ok)?;
-    report(measured(id, "async-sqlite", writers, counted).with_note("async-sqlite 0.7 pool, round-robin"));
+    report(
+        measured(id, "async-sqlite", writers, counted)
+            .with_note("async-sqlite 0.7 pool, round-robin"),
+    );
 
     // The ceiling: one thread, one transaction, no acknowledgement per row.
     let path = opts.db_path(&format!("{id}-ceiling"));
@@ -150,7 +203,10 @@ fn inserts(opts: &BenchOptions, report: &mut dyn FnMut(Measurement), id: &str, p
         }
     }
     transaction.commit()?;
-    report(Measurement::new(id, "bulk-1-txn", 1, rows, 0, started.elapsed()).with_note("ceiling: one transaction, nothing acked per row"));
+    report(
+        Measurement::new(id, "bulk-1-txn", 1, rows, 0, started.elapsed())
+            .with_note("ceiling: one transaction, nothing acked per row"),
+    );
     Ok(())
 }
 
@@ -171,24 +227,40 @@ fn increment(conn: &Connection, begin: &str) -> rusqlite::Result<()> {
 
 fn counter_note(conn: &Connection, counted: Counted) -> anyhow::Result<String> {
     let n: i64 = conn.query_row("SELECT n FROM counter WHERE id = 1", [], |row| row.get(0))?;
-    let verdict = if n as u64 == counted.ok { "exact" } else { "LOST UPDATES" };
-    Ok(format!("final counter {n} for {} successes: {verdict}", counted.ok))
+    let verdict = if n as u64 == counted.ok {
+        "exact"
+    } else {
+        "LOST UPDATES"
+    };
+    Ok(format!(
+        "final counter {n} for {} successes: {verdict}",
+        counted.ok
+    ))
 }
 
-fn read_modify_write(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::Result<()> {
+fn read_modify_write(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+) -> anyhow::Result<()> {
     let duration = opts.pick(Duration::from_millis(1000), Duration::from_secs(4));
     for writers in [8, 64] {
         let path = opts.db_path(&format!("W3-litehouse-{writers}"));
         let db = Database::open(&path, Config::default())?;
         db.blocking_script(COUNTER)?;
-        let counted = runner::threads(writers, duration, |_| (), |_, _| {
-            db.blocking_transaction(|conn| {
-                let n: i64 = conn.query_row("SELECT n FROM counter WHERE id = 1", [], |row| row.get(0))?;
-                conn.execute("UPDATE counter SET n = ?1 WHERE id = 1", [n + 1])?;
-                Ok(())
-            })
-            .is_ok()
-        });
+        let counted = runner::threads(
+            writers,
+            duration,
+            |_| (),
+            |_, _| {
+                db.blocking_transaction(|conn| {
+                    let n: i64 =
+                        conn.query_row("SELECT n FROM counter WHERE id = 1", [], |row| row.get(0))?;
+                    conn.execute("UPDATE counter SET n = ?1 WHERE id = 1", [n + 1])?;
+                    Ok(())
+                })
+                .is_ok()
+            },
+        );
         let note = counter_note(&Connection::open(&path)?, counted)?;
         report(measured("W3", "litehouse", writers, counted).with_note(note));
         drop(db);
@@ -202,12 +274,20 @@ fn read_modify_write(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -
             |conn, _| increment(conn, "BEGIN").is_ok(),
         );
         let note = counter_note(&Connection::open(&path)?, counted)?;
-        report(measured("W3", "naive", writers, counted).with_note(format!("deferred BEGIN, busy_timeout 5 s; {note}")));
+        report(
+            measured("W3", "naive", writers, counted)
+                .with_note(format!("deferred BEGIN, busy_timeout 5 s; {note}")),
+        );
 
         let path = opts.db_path(&format!("W3-mutex-{writers}"));
         let shared = MutexPeer::open(&path, "NORMAL")?;
         shared.0.lock().execute_batch(COUNTER)?;
-        let counted = runner::threads(writers, duration, |_| (), |_, _| increment(&shared.0.lock(), "BEGIN").is_ok());
+        let counted = runner::threads(
+            writers,
+            duration,
+            |_| (),
+            |_, _| increment(&shared.0.lock(), "BEGIN").is_ok(),
+        );
         let note = counter_note(&shared.0.lock(), counted)?;
         report(measured("W3", "mutex", writers, counted).with_note(note));
     }
@@ -219,22 +299,37 @@ const POINT_READ: &str = "SELECT worker, payload FROM items WHERE id = ?1";
 
 /// A cheap deterministic spread of ids over the table, identical for every implementation.
 fn id_for(worker: usize, iteration: u64) -> i64 {
-    ((iteration.wrapping_mul(2_654_435_761).wrapping_add(worker as u64 * 7_919)) % READ_ROWS + 1) as i64
+    ((iteration
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(worker as u64 * 7_919))
+        % READ_ROWS
+        + 1) as i64
 }
 
 fn point_reads(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::Result<()> {
     let duration = opts.pick(Duration::from_millis(1000), Duration::from_secs(4));
     let path = opts.db_path("W4");
-    let db = Database::open(&path, Config { readers: 4, ..Config::default() })?;
+    let db = Database::open(
+        &path,
+        Config {
+            readers: 4,
+            ..Config::default()
+        },
+    )?;
     db.blocking_execute(ITEMS, ())?;
     db.blocking_execute_many(INSERT, (0..READ_ROWS).map(|i| (i as i64, PAYLOAD)))?;
     for readers in [1, 2, 4] {
-        let counted = runner::threads(readers, duration, |worker| worker, |worker, iteration| {
-            db.blocking_query_row(POINT_READ, (id_for(*worker, iteration),), |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-            })
-            .is_ok()
-        });
+        let counted = runner::threads(
+            readers,
+            duration,
+            |worker| worker,
+            |worker, iteration| {
+                db.blocking_query_row(POINT_READ, (id_for(*worker, iteration),), |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .is_ok()
+            },
+        );
         report(measured("W4", "litehouse", readers, counted));
 
         let counted = runner::threads(
@@ -244,7 +339,8 @@ fn point_reads(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyh
                 // The same cache and mmap settings litehouse's readers use, so the ratio
                 // measures the layer, not the pragmas.
                 let conn = Connection::open(&path).expect("reader connection");
-                conn.execute_batch("PRAGMA cache_size=-32000; PRAGMA mmap_size=134217728;").expect("pragmas");
+                conn.execute_batch("PRAGMA cache_size=-32000; PRAGMA mmap_size=134217728;")
+                    .expect("pragmas");
                 (worker, conn)
             },
             |(worker, conn), iteration| {
@@ -257,7 +353,10 @@ fn point_reads(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyh
                     .is_ok()
             },
         );
-        report(measured("W4", "rusqlite", readers, counted).with_note("own connection per thread, same pragmas"));
+        report(
+            measured("W4", "rusqlite", readers, counted)
+                .with_note("own connection per thread, same pragmas"),
+        );
     }
     Ok(())
 }
@@ -276,7 +375,10 @@ fn bulk_insert(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyh
         }
     }
     transaction.commit()?;
-    report(Measurement::new("W5", "rusqlite-1-txn", 1, rows, 0, started.elapsed()).with_note("ceiling"));
+    report(
+        Measurement::new("W5", "rusqlite-1-txn", 1, rows, 0, started.elapsed())
+            .with_note("ceiling"),
+    );
     drop(conn);
 
     let path = opts.db_path("W5-litehouse");
@@ -284,7 +386,10 @@ fn bulk_insert(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyh
     db.blocking_execute(ITEMS, ())?;
     let started = Instant::now();
     let written = db.blocking_execute_many(INSERT, (0..rows).map(|i| (i as i64, PAYLOAD)))?;
-    report(Measurement::new("W5", "litehouse", 1, written as u64, 0, started.elapsed()).with_note("one execute_many"));
+    report(
+        Measurement::new("W5", "litehouse", 1, written as u64, 0, started.elapsed())
+            .with_note("one execute_many"),
+    );
     drop(db);
 
     let path = opts.db_path("W5-litehouse-chunks");
@@ -300,15 +405,31 @@ fn bulk_insert(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyh
                     let mut written = 0;
                     for start in (thread * chunk..rows).step_by((4 * chunk) as usize) {
                         let end = (start + chunk).min(rows);
-                        written += db.blocking_execute_many(INSERT, (start..end).map(|i| (i as i64, PAYLOAD)))?;
+                        written += db.blocking_execute_many(
+                            INSERT,
+                            (start..end).map(|i| (i as i64, PAYLOAD)),
+                        )?;
                     }
                     Ok(written)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("bulk writer")).sum::<litehouse::Result<usize>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bulk writer"))
+            .sum::<litehouse::Result<usize>>()
     })
     .context("chunked bulk insert")?;
-    report(Measurement::new("W5", "litehouse-chunks", 4, written as u64, 0, started.elapsed()).with_note("execute_many of 10k rows from 4 threads"));
+    report(
+        Measurement::new(
+            "W5",
+            "litehouse-chunks",
+            4,
+            written as u64,
+            0,
+            started.elapsed(),
+        )
+        .with_note("execute_many of 10k rows from 4 threads"),
+    );
     Ok(())
 }

@@ -70,7 +70,14 @@ pub struct Measurement {
 
 impl Measurement {
     /// Builds a measurement and computes `ops_per_sec`.
-    pub fn new(workload: &str, implementation: &str, threads: usize, ops: u64, failures: u64, elapsed: Duration) -> Measurement {
+    pub fn new(
+        workload: &str,
+        implementation: &str,
+        threads: usize,
+        ops: u64,
+        failures: u64,
+        elapsed: Duration,
+    ) -> Measurement {
         Measurement {
             workload: workload.to_owned(),
             implementation: implementation.to_owned(),

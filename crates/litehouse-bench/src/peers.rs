@@ -28,7 +28,10 @@ impl MutexPeer {
 }
 
 /// An async-sqlite pool (round-robin over connections that each have their own thread).
-pub(crate) async fn async_sqlite_pool(path: &Path, synchronous: &'static str) -> anyhow::Result<async_sqlite::Pool> {
+pub(crate) async fn async_sqlite_pool(
+    path: &Path,
+    synchronous: &'static str,
+) -> anyhow::Result<async_sqlite::Pool> {
     let pool = async_sqlite::PoolBuilder::new()
         .path(path)
         .journal_mode(async_sqlite::JournalMode::Wal)

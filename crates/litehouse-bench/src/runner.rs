@@ -22,7 +22,10 @@ pub(crate) fn threads<S>(
 ) -> Counted {
     let (init, op) = (&init, &op);
     // Two barriers: every worker has finished `init` (ready), then the clock starts (go).
-    let (ready, go) = (std::sync::Barrier::new(threads + 1), std::sync::Barrier::new(threads + 1));
+    let (ready, go) = (
+        std::sync::Barrier::new(threads + 1),
+        std::sync::Barrier::new(threads + 1),
+    );
     let (ready, go) = (&ready, &go);
     let deadline_cell = std::sync::OnceLock::<Instant>::new();
     let deadline_cell = &deadline_cell;
@@ -33,11 +36,17 @@ pub(crate) fn threads<S>(
                     let mut state = init(worker);
                     ready.wait();
                     go.wait();
-                    let deadline = *deadline_cell.get().expect("deadline set before the barrier opens");
+                    let deadline = *deadline_cell
+                        .get()
+                        .expect("deadline set before the barrier opens");
                     let (mut ok, mut failed) = (0, 0);
                     let mut iteration = 0;
                     while Instant::now() < deadline {
-                        if op(&mut state, iteration) { ok += 1 } else { failed += 1 }
+                        if op(&mut state, iteration) {
+                            ok += 1
+                        } else {
+                            failed += 1
+                        }
                         iteration += 1;
                     }
                     (ok, failed)
@@ -49,7 +58,10 @@ pub(crate) fn threads<S>(
         let started = Instant::now();
         deadline_cell.set(started + duration).expect("set once");
         go.wait();
-        let counts = workers.into_iter().map(|w| w.join().expect("bench worker")).collect();
+        let counts = workers
+            .into_iter()
+            .map(|w| w.join().expect("bench worker"))
+            .collect();
         (counts, started)
     });
     total(counts, started)
@@ -57,7 +69,12 @@ pub(crate) fn threads<S>(
 
 /// Runs `op(worker, iteration)` in `tasks` tokio tasks on a 2-worker runtime until
 /// `duration` has passed.
-pub(crate) fn tasks<F, Fut>(runtime: &tokio::runtime::Runtime, tasks: usize, duration: Duration, op: F) -> Counted
+pub(crate) fn tasks<F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    tasks: usize,
+    duration: Duration,
+    op: F,
+) -> Counted
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = bool> + Send,
@@ -72,7 +89,11 @@ where
                     let (mut ok, mut failed) = (0, 0);
                     let mut iteration = 0;
                     while Instant::now() < deadline {
-                        if op(worker, iteration).await { ok += 1 } else { failed += 1 }
+                        if op(worker, iteration).await {
+                            ok += 1
+                        } else {
+                            failed += 1
+                        }
                         iteration += 1;
                     }
                     (ok, failed)

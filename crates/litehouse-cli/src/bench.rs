@@ -10,7 +10,13 @@ use litehouse_bench::{BenchOptions, Measurement, Workload, workloads};
 use crate::args::BenchArgs;
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let BenchArgs { quick, json, workload: wanted, dir, list } = args;
+    let BenchArgs {
+        quick,
+        json,
+        workload: wanted,
+        dir,
+        list,
+    } = args;
     let all = workloads();
     if list {
         for workload in &all {
@@ -29,12 +35,16 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 known.join(", ")
             );
         }
-        all.into_iter().filter(|w| wanted.iter().any(|id| id.eq_ignore_ascii_case(w.id))).collect()
+        all.into_iter()
+            .filter(|w| wanted.iter().any(|id| id.eq_ignore_ascii_case(w.id)))
+            .collect()
     };
-    let scratch = tempfile::tempdir().context("could not create a temporary directory; pass --dir")?;
+    let scratch =
+        tempfile::tempdir().context("could not create a temporary directory; pass --dir")?;
     let dir = match dir {
         Some(dir) => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("could not create {}", dir.display()))?;
             dir
         }
         None => scratch.path().to_path_buf(),
@@ -42,8 +52,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let options = BenchOptions { quick, dir };
     let progress = ProgressBar::new(selected.len() as u64);
     progress.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} workloads  {msg}")
-            .expect("valid progress template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} workloads  {msg}",
+        )
+        .expect("valid progress template"),
     );
     progress.enable_steady_tick(std::time::Duration::from_millis(200));
     let stdout = std::io::stdout();
@@ -53,7 +65,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         (workload.run)(&options, &mut |measurement: Measurement| {
             progress.set_message(format!(
                 "{} {} x{}: {:.0} ops/s",
-                measurement.workload, measurement.implementation, measurement.threads, measurement.ops_per_sec
+                measurement.workload,
+                measurement.implementation,
+                measurement.threads,
+                measurement.ops_per_sec
             ));
             measurements.push(measurement);
         })
@@ -87,7 +102,11 @@ fn ratios(workload: &Workload, measurements: &[Measurement]) -> Vec<Option<f64>>
         .filter(|m| m.implementation == workload.reference)
         .map(|m| (m.threads, m.ops_per_sec))
         .collect();
-    let only_reference = reference.values().next().copied().filter(|_| reference.len() == 1);
+    let only_reference = reference
+        .values()
+        .next()
+        .copied()
+        .filter(|_| reference.len() == 1);
     measurements
         .iter()
         .map(|m| {
@@ -107,7 +126,11 @@ fn print_table(
     writeln!(
         out,
         "  {:<18} {:>7} {:>13} {:>9} {:>10}  note",
-        "implementation", "threads", "ops/s", "failures", format!("vs {}", short(workload.reference))
+        "implementation",
+        "threads",
+        "ops/s",
+        "failures",
+        format!("vs {}", short(workload.reference))
     )?;
     for (m, ratio) in measurements.iter().zip(ratios) {
         let ratio = ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));

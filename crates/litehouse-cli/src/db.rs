@@ -11,8 +11,14 @@ use crate::args::{DbAction, DbArgs};
 pub(crate) fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
     let DbArgs { file, action } = args;
     anyhow::ensure!(file.exists(), "{} does not exist", file.display());
-    let db = Database::open(&file, Config { readers: 1, ..Config::default() })
-        .with_context(|| format!("could not open {}", file.display()))?;
+    let db = Database::open(
+        &file,
+        Config {
+            readers: 1,
+            ..Config::default()
+        },
+    )
+    .with_context(|| format!("could not open {}", file.display()))?;
     match action {
         DbAction::Check => {
             let problems = db.blocking_integrity_check()?;
@@ -31,7 +37,11 @@ pub(crate) fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
                 "checkpointed {} of {} WAL frames{}",
                 checkpoint.checkpointed_frames,
                 checkpoint.log_frames,
-                if checkpoint.busy { " (a reader kept some frames; try again later)" } else { "" }
+                if checkpoint.busy {
+                    " (a reader kept some frames; try again later)"
+                } else {
+                    ""
+                }
             );
         }
         DbAction::Vacuum => {

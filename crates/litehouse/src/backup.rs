@@ -24,13 +24,20 @@ pub struct BackupProgress {
 }
 
 /// Copies `source` into `destination` step by step, reporting progress.
-fn copy(source: &Connection, destination: &mut Connection, progress: &mut dyn FnMut(BackupProgress)) -> Result<BackupProgress> {
+fn copy(
+    source: &Connection,
+    destination: &mut Connection,
+    progress: &mut dyn FnMut(BackupProgress),
+) -> Result<BackupProgress> {
     let backup = Backup::new(source, destination)?;
     let report = |backup: &Backup<'_, '_>| {
         let raw = backup.progress();
         let total = u64::try_from(raw.pagecount).unwrap_or(0);
         let remaining = u64::try_from(raw.remaining).unwrap_or(0);
-        BackupProgress { pages_done: total.saturating_sub(remaining), pages_total: total }
+        BackupProgress {
+            pages_done: total.saturating_sub(remaining),
+            pages_total: total,
+        }
     };
     loop {
         match backup.step(PAGES_PER_STEP)? {
@@ -46,7 +53,11 @@ fn copy(source: &Connection, destination: &mut Connection, progress: &mut dyn Fn
     Ok(done)
 }
 
-fn backup_from_reader(conn: &Connection, path: &Path, progress: &mut dyn FnMut(BackupProgress)) -> Result<BackupProgress> {
+fn backup_from_reader(
+    conn: &Connection,
+    path: &Path,
+    progress: &mut dyn FnMut(BackupProgress),
+) -> Result<BackupProgress> {
     let mut destination = Connection::open(path)?;
     // One read transaction for the whole copy: the copy is a consistent snapshot, and writes
     // committed meanwhile by the writer (another connection) cannot make the backup restart,
@@ -88,7 +99,8 @@ impl Database {
         mut progress: impl FnMut(BackupProgress) + Send + 'static,
     ) -> Result<BackupProgress> {
         let path = path.into();
-        self.read(move |conn| backup_from_reader(conn, &path, &mut progress)).await
+        self.read(move |conn| backup_from_reader(conn, &path, &mut progress))
+            .await
     }
 
     /// Replaces the whole database with the contents of the database file at `path`.
@@ -100,7 +112,8 @@ impl Database {
     ) -> Result<BackupProgress> {
         let path = path.into();
         self.blocking_exclusive(move |conn| {
-            let source = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let source =
+                Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             copy(&source, conn, &mut progress)
         })
     }
@@ -113,7 +126,8 @@ impl Database {
     ) -> Result<BackupProgress> {
         let path = path.into();
         self.exclusive(move |conn| {
-            let source = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let source =
+                Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             copy(&source, conn, &mut progress)
         })
         .await

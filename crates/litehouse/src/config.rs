@@ -96,7 +96,11 @@ impl Config {
             statement_cache_capacity: _,
             pragmas,
         } = self;
-        let bad = |message: &str| Err(Error::Config { message: message.into() });
+        let bad = |message: &str| {
+            Err(Error::Config {
+                message: message.into(),
+            })
+        };
         if *readers == 0 {
             return bad("readers must be at least 1");
         }
@@ -148,7 +152,11 @@ impl Config {
         if !in_memory {
             conn.execute_batch("PRAGMA mmap_size=134217728")?;
         }
-        for (name, value) in self.pragmas.iter().filter(|(name, _)| !is_file_format(name)) {
+        for (name, value) in self
+            .pragmas
+            .iter()
+            .filter(|(name, _)| !is_file_format(name))
+        {
             apply_pragma(conn, name, value)?;
         }
         if role == Role::Reader {
@@ -176,10 +184,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_configs() {
-        let check = |config: Config| assert!(matches!(config.validate(), Err(Error::Config { .. })));
-        check(Config { readers: 0, ..Config::default() });
-        check(Config { queue_capacity: 0, ..Config::default() });
-        check(Config { max_group_size: 0, ..Config::default() });
+        let check =
+            |config: Config| assert!(matches!(config.validate(), Err(Error::Config { .. })));
+        check(Config {
+            readers: 0,
+            ..Config::default()
+        });
+        check(Config {
+            queue_capacity: 0,
+            ..Config::default()
+        });
+        check(Config {
+            max_group_size: 0,
+            ..Config::default()
+        });
         check(Config {
             pragmas: vec![("cache_size; DROP TABLE t".into(), "1".into())],
             ..Config::default()

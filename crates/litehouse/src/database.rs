@@ -72,7 +72,9 @@ impl Location {
             ),
         };
         opened.map_err(|err| Error::Io {
-            extended_code: err.sqlite_error().map_or(0, |failure| failure.extended_code),
+            extended_code: err
+                .sqlite_error()
+                .map_or(0, |failure| failure.extended_code),
             message: format!(
                 "could not open {self}: {err}; check that the directory exists and is writable"
             ),
@@ -113,10 +115,14 @@ impl Database {
     pub fn open_memory(name: &str, config: Config) -> Result<Database> {
         let valid = !name.is_empty()
             && name.len() <= 128
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid {
             return Err(Error::Config {
-                message: format!("invalid memory database name {name:?}: use letters, digits, - and _"),
+                message: format!(
+                    "invalid memory database name {name:?}: use letters, digits, - and _"
+                ),
             });
         }
         Database::open_at(Location::Memory(name.to_owned()), config)
@@ -199,7 +205,11 @@ impl Database {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.is_closed() { Err(Error::Closed) } else { Ok(()) }
+        if self.is_closed() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     /// Runs `work` on the writer inside the next group, waiting for the group to commit.
@@ -211,7 +221,11 @@ impl Database {
         self.check_open()?;
         let (reply, wait) = reply::blocking();
         let job = ClosureJob::boxed(work, reply);
-        self.inner.writer.send(Message::Write { job, kind, enqueued: Instant::now() })?;
+        self.inner.writer.send(Message::Write {
+            job,
+            kind,
+            enqueued: Instant::now(),
+        })?;
         wait()
     }
 
@@ -226,7 +240,11 @@ impl Database {
         let job = ClosureJob::boxed(work, reply);
         self.inner
             .writer
-            .send_async(Message::Write { job, kind, enqueued: Instant::now() })
+            .send_async(Message::Write {
+                job,
+                kind,
+                enqueued: Instant::now(),
+            })
             .await?;
         reply::wait(receiver).await
     }
@@ -255,7 +273,9 @@ impl Database {
     {
         self.check_open()?;
         let (reply, wait) = reply::blocking();
-        self.inner.writer.send(Message::Exclusive(self.exclusive_job(work, reply)))?;
+        self.inner
+            .writer
+            .send(Message::Exclusive(self.exclusive_job(work, reply)))?;
         wait()
     }
 
@@ -268,7 +288,10 @@ impl Database {
         self.check_open()?;
         let (reply, receiver) = reply::asynchronous();
         let job = self.exclusive_job(work, reply);
-        self.inner.writer.send_async(Message::Exclusive(job)).await?;
+        self.inner
+            .writer
+            .send_async(Message::Exclusive(job))
+            .await?;
         reply::wait(receiver).await
     }
 
@@ -289,7 +312,9 @@ impl Database {
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| work(&conn)))
             .unwrap_or_else(|payload| Err(Error::panic(payload)));
-        self.inner.stats.read(conn.slot(), started.elapsed(), result.is_ok());
+        self.inner
+            .stats
+            .read(conn.slot(), started.elapsed(), result.is_ok());
         result
     }
 

@@ -37,7 +37,9 @@ pub enum ConstraintKind {
 pub enum Error {
     /// The database stayed locked by another process for longer than the configured busy
     /// budget. Nothing was written; try again after `retry_after`.
-    #[error("database is busy (locked by another process) after waiting {waited:?}; retry after {retry_after:?}")]
+    #[error(
+        "database is busy (locked by another process) after waiting {waited:?}; retry after {retry_after:?}"
+    )]
     Busy {
         /// How long litehouse kept retrying before giving up.
         waited: Duration,
@@ -47,6 +49,15 @@ pub enum Error {
     /// The database was closed; no new work is accepted.
     #[error("database is closed: open it again to continue")]
     Closed,
+    /// A [`WriteBuffer`](crate::WriteBuffer) already holds its `max_buffer_size` rows, so a
+    /// `try_` write of a new key was refused. Nothing was buffered.
+    #[error(
+        "write buffer is full ({capacity} rows); wait for room with the waiting methods or retry after a flush"
+    )]
+    BufferFull {
+        /// The buffer's `max_buffer_size`.
+        capacity: usize,
+    },
     /// A constraint rejected the write. Nothing of that request was written.
     #[error("{kind:?} constraint failed: {message}")]
     Constraint {
@@ -72,7 +83,9 @@ pub enum Error {
         message: String,
     },
     /// A statement that writes was sent to the read path; use `execute` or `transaction`.
-    #[error("read-only: {message}; send writes through execute, execute_many, script or transaction")]
+    #[error(
+        "read-only: {message}; send writes through execute, execute_many, script or transaction"
+    )]
     ReadOnly {
         /// What was refused.
         message: String,
@@ -140,6 +153,11 @@ impl Error {
     /// True for [`Error::Closed`].
     pub fn is_closed(&self) -> bool {
         matches!(self, Error::Closed)
+    }
+
+    /// True for [`Error::BufferFull`].
+    pub fn is_buffer_full(&self) -> bool {
+        matches!(self, Error::BufferFull { .. })
     }
 
     /// The constraint kind, for [`Error::Constraint`].
@@ -214,7 +232,10 @@ fn from_sqlite_failure(failure: &ffi::Error, message: Option<String>) -> Error {
             message,
         },
         ffi::SQLITE_READONLY => Error::ReadOnly { message },
-        ffi::SQLITE_IOERR | ffi::SQLITE_FULL | ffi::SQLITE_CANTOPEN | ffi::SQLITE_CORRUPT
+        ffi::SQLITE_IOERR
+        | ffi::SQLITE_FULL
+        | ffi::SQLITE_CANTOPEN
+        | ffi::SQLITE_CORRUPT
         | ffi::SQLITE_NOTADB => Error::Io {
             extended_code,
             message,
@@ -245,7 +266,9 @@ impl From<rusqlite::Error> for Error {
             },
             E::QueryReturnedNoRows => Error::NoRows,
             E::InvalidParameterCount(given, expected) => Error::Parameter {
-                message: format!("the statement takes {expected} parameters but {given} were given"),
+                message: format!(
+                    "the statement takes {expected} parameters but {given} were given"
+                ),
             },
             E::InvalidParameterName(name) => Error::Parameter {
                 message: format!("the statement has no parameter named {name}"),
@@ -297,8 +320,14 @@ mod tests {
             assert_eq!(err.extended_code(), Some(code));
         };
         check(ffi::SQLITE_CONSTRAINT_UNIQUE, ConstraintKind::Unique);
-        check(ffi::SQLITE_CONSTRAINT_PRIMARYKEY, ConstraintKind::PrimaryKey);
-        check(ffi::SQLITE_CONSTRAINT_FOREIGNKEY, ConstraintKind::ForeignKey);
+        check(
+            ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
+            ConstraintKind::PrimaryKey,
+        );
+        check(
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+            ConstraintKind::ForeignKey,
+        );
         check(ffi::SQLITE_CONSTRAINT_NOTNULL, ConstraintKind::NotNull);
         check(ffi::SQLITE_CONSTRAINT_CHECK, ConstraintKind::Check);
     }

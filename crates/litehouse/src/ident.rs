@@ -34,7 +34,9 @@ pub fn validate_identifier(name: &str) -> Result<&str> {
         return Err(bad("it is longer than 64 bytes"));
     }
     if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(bad("only ASCII letters, digits and underscores are allowed"));
+        return Err(bad(
+            "only ASCII letters, digits and underscores are allowed",
+        ));
     }
     if name.to_ascii_lowercase().starts_with("sqlite_") {
         return Err(bad("names starting with sqlite_ are reserved"));
@@ -76,7 +78,8 @@ mod tests {
 
     #[test]
     fn identifiers() {
-        let check = |name: &str, ok: bool| assert_eq!(validate_identifier(name).is_ok(), ok, "{name:?}");
+        let check =
+            |name: &str, ok: bool| assert_eq!(validate_identifier(name).is_ok(), ok, "{name:?}");
         check("a", true);
         check("_x9", true);
         check("Jobs", true);

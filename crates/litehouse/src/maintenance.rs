@@ -26,8 +26,8 @@ fn problems(conn: &Connection, pragma: &str) -> Result<Vec<String>> {
 }
 
 fn checkpoint_truncate(conn: &mut Connection) -> Result<Checkpoint> {
-    let (busy, log_frames, checkpointed_frames): (i64, i64, i64) = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+    let (busy, log_frames, checkpointed_frames): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?;
     Ok(Checkpoint {
@@ -113,7 +113,8 @@ impl Database {
 
     /// Async twin of [`blocking_integrity_check`](Database::blocking_integrity_check).
     pub async fn integrity_check(&self) -> Result<Vec<String>> {
-        self.read(|conn| problems(conn, "PRAGMA integrity_check")).await
+        self.read(|conn| problems(conn, "PRAGMA integrity_check"))
+            .await
     }
 
     /// Like [`blocking_integrity_check`](Database::blocking_integrity_check) but faster: skips

@@ -103,14 +103,20 @@ impl Database {
     }
 
     /// Async twin of [`blocking_query_map`](Database::blocking_query_map).
-    pub async fn query_map<T, F>(&self, sql: &str, params: impl IntoParams, map: F) -> Result<Vec<T>>
+    pub async fn query_map<T, F>(
+        &self,
+        sql: &str,
+        params: impl IntoParams,
+        map: F,
+    ) -> Result<Vec<T>>
     where
         T: Send + 'static,
         F: FnMut(&Row<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
         let sql = sql.to_owned();
         let params = params.into_params()?;
-        self.read(move |conn| map_rows(conn, &sql, &params, map)).await
+        self.read(move |conn| map_rows(conn, &sql, &params, map))
+            .await
     }
 
     /// Runs a query on a reader and returns every row as a JSON object.
@@ -183,6 +189,7 @@ impl Database {
     {
         let sql = sql.to_owned();
         let params = params.into_params()?;
-        self.read(move |conn| first_row(conn, &sql, &params, map)).await
+        self.read(move |conn| first_row(conn, &sql, &params, map))
+            .await
     }
 }

@@ -44,7 +44,9 @@ pub(crate) struct PooledConnection<'a> {
 
 impl PooledConnection<'_> {
     pub(crate) fn slot(&self) -> usize {
-        self.connection.as_ref().map_or(0, |connection| connection.slot)
+        self.connection
+            .as_ref()
+            .map_or(0, |connection| connection.slot)
     }
 }
 

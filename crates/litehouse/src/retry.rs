@@ -35,7 +35,11 @@ impl BusyRetry {
 
     /// Runs `operation`, retrying while it reports lock contention. Past the budget the
     /// contention becomes [`Error::Busy`]; other errors return at once.
-    pub(crate) fn run<T>(self, stats: &StatsCollector, operation: impl FnMut() -> Result<T>) -> Result<T> {
+    pub(crate) fn run<T>(
+        self,
+        stats: &StatsCollector,
+        operation: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
         let started = Instant::now();
         let result = operation
             .retry(self.backoff())
@@ -71,10 +75,16 @@ mod tests {
     fn retries_contention_then_succeeds() {
         let stats = StatsCollector::new(1);
         let mut attempts = 0;
-        let retry = BusyRetry { budget: Duration::from_secs(1) };
+        let retry = BusyRetry {
+            budget: Duration::from_secs(1),
+        };
         let result = retry.run(&stats, || {
             attempts += 1;
-            if attempts < 4 { Err(busy()) } else { Ok(attempts) }
+            if attempts < 4 {
+                Err(busy())
+            } else {
+                Ok(attempts)
+            }
         });
         assert_eq!(result.unwrap(), 4);
         assert_eq!(stats.snapshot(0).locks.busy_retries, 3);
@@ -83,8 +93,12 @@ mod tests {
     #[test]
     fn gives_up_with_busy_after_budget() {
         let stats = StatsCollector::new(1);
-        let retry = BusyRetry { budget: Duration::from_millis(30) };
-        let err = retry.run(&stats, || -> Result<()> { Err(busy()) }).unwrap_err();
+        let retry = BusyRetry {
+            budget: Duration::from_millis(30),
+        };
+        let err = retry
+            .run(&stats, || -> Result<()> { Err(busy()) })
+            .unwrap_err();
         assert!(err.is_busy(), "{err}");
         assert!(err.retry_after().is_some());
         assert_eq!(stats.snapshot(0).locks.busy_errors, 1);
@@ -94,7 +108,9 @@ mod tests {
     fn other_errors_are_not_retried() {
         let stats = StatsCollector::new(1);
         let mut attempts = 0;
-        let retry = BusyRetry { budget: Duration::from_secs(1) };
+        let retry = BusyRetry {
+            budget: Duration::from_secs(1),
+        };
         let err = retry
             .run(&stats, || -> Result<()> {
                 attempts += 1;

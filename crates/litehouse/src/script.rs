@@ -24,7 +24,10 @@ pub struct StatementResult {
 /// Says which statement of the script failed.
 fn locate(err: rusqlite::Error, index: usize, sql: Option<&str>) -> Error {
     match Error::from(err) {
-        Error::Sql { extended_code, message } => Error::Sql {
+        Error::Sql {
+            extended_code,
+            message,
+        } => Error::Sql {
             extended_code,
             message: match sql {
                 Some(sql) => format!("statement {index} (`{sql}`): {message}"),
@@ -44,22 +47,38 @@ fn run_script(conn: &Connection, script: &str) -> Result<Vec<StatementResult>> {
         let Some(mut statement) = prepared else {
             break;
         };
-        let sql = statement.expanded_sql().unwrap_or_default().trim().to_owned();
+        let sql = statement
+            .expanded_sql()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         let at = |err: rusqlite::Error| locate(err, index, Some(&sql));
         let result = if statement.column_count() > 0 {
             let rows = statement
                 .query_map([], row_to_json)
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(at)?;
-            StatementResult { sql: sql.clone(), changes: 0, rows }
+            StatementResult {
+                sql: sql.clone(),
+                changes: 0,
+                rows,
+            }
         } else {
             // sqlite3_changes() keeps the previous DML's count across DDL, so only trust it
             // when this statement changed something.
             let before = conn.total_changes();
             statement.raw_execute().map_err(at)?;
             let changed_any = conn.total_changes() != before;
-            let changes = if changed_any { usize::try_from(conn.changes()).unwrap_or(usize::MAX) } else { 0 };
-            StatementResult { sql: sql.clone(), changes, rows: Vec::new() }
+            let changes = if changed_any {
+                usize::try_from(conn.changes()).unwrap_or(usize::MAX)
+            } else {
+                0
+            };
+            StatementResult {
+                sql: sql.clone(),
+                changes,
+                rows: Vec::new(),
+            }
         };
         results.push(result);
     }
@@ -91,6 +110,7 @@ impl Database {
     /// Async twin of [`blocking_script`](Database::blocking_script).
     pub async fn script(&self, script: &str) -> Result<Vec<StatementResult>> {
         let script = script.to_owned();
-        self.write(OpKind::Script, move |conn| run_script(conn, &script)).await
+        self.write(OpKind::Script, move |conn| run_script(conn, &script))
+            .await
     }
 }

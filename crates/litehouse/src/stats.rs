@@ -54,7 +54,9 @@ fn histogram() -> Mutex<Histogram<u64>> {
 }
 
 fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 impl StatsCollector {
@@ -116,7 +118,8 @@ impl StatsCollector {
 
     pub(crate) fn busy_retry(&self, waited: Duration) {
         self.busy_retries.fetch_add(1, Ordering::Relaxed);
-        self.busy_wait_micros.fetch_add(micros(waited), Ordering::Relaxed);
+        self.busy_wait_micros
+            .fetch_add(micros(waited), Ordering::Relaxed);
     }
 
     pub(crate) fn busy_error(&self) {
@@ -151,7 +154,8 @@ impl StatsCollector {
             write_latency_micros: Summary::of(&self.write_latency.lock()),
             commit_latency_micros: Summary::of(&self.commit_latency.lock()),
             read_latency_micros: {
-                let mut merged = Histogram::new(3).expect("3 significant figures is a valid precision");
+                let mut merged =
+                    Histogram::new(3).expect("3 significant figures is a valid precision");
                 merged.auto(true);
                 for slot in &self.reads {
                     let _ = merged.add(&*slot.latency.lock());

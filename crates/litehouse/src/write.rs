@@ -60,7 +60,8 @@ impl Database {
     pub async fn execute(&self, sql: &str, params: impl IntoParams) -> Result<usize> {
         let sql = sql.to_owned();
         let params = params.into_params()?;
-        self.write(OpKind::Execute, move |conn| execute_on(conn, &sql, &params)).await
+        self.write(OpKind::Execute, move |conn| execute_on(conn, &sql, &params))
+            .await
     }
 
     /// Runs one statement once per parameter set, all in one request: either every row is
@@ -80,7 +81,9 @@ impl Database {
     ) -> Result<usize> {
         let sql = sql.to_owned();
         let rows = collect_rows(rows)?;
-        self.blocking_write(OpKind::ExecuteMany, move |conn| execute_many_on(conn, &sql, &rows))
+        self.blocking_write(OpKind::ExecuteMany, move |conn| {
+            execute_many_on(conn, &sql, &rows)
+        })
     }
 
     /// Async twin of [`blocking_execute_many`](Database::blocking_execute_many).
@@ -91,8 +94,10 @@ impl Database {
     ) -> Result<usize> {
         let sql = sql.to_owned();
         let rows = collect_rows(rows)?;
-        self.write(OpKind::ExecuteMany, move |conn| execute_many_on(conn, &sql, &rows))
-            .await
+        self.write(OpKind::ExecuteMany, move |conn| {
+            execute_many_on(conn, &sql, &rows)
+        })
+        .await
     }
 
     /// Runs `work` on the writer thread as one request of the next group: it can read and

@@ -70,7 +70,8 @@ where
 {
     fn run(&mut self, conn: &Connection) -> Option<Error> {
         let work = self.work.take()?;
-        let result = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|payload| Err(Error::panic(payload)));
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|payload| Err(Error::panic(payload)));
         let failure = result.as_ref().err().cloned();
         self.result = Some(result);
         failure
@@ -138,7 +139,10 @@ impl WriterHandle {
 
     /// Queues a message, waiting asynchronously while the queue is full.
     pub(crate) async fn send_async(&self, message: Message) -> Result<()> {
-        self.sender()?.send_async(message).await.map_err(|_| Error::Closed)
+        self.sender()?
+            .send_async(message)
+            .await
+            .map_err(|_| Error::Closed)
     }
 
     /// Queues a message only if there is room.
@@ -202,12 +206,28 @@ fn writer_loop(
                 refuse_all(receiver);
                 return;
             }
-            Message::Write { job, kind, enqueued } => {
-                let mut group = vec![Queued { job, kind, enqueued }];
+            Message::Write {
+                job,
+                kind,
+                enqueued,
+            } => {
+                let mut group = vec![Queued {
+                    job,
+                    kind,
+                    enqueued,
+                }];
                 while group.len() < context.max_group_size {
                     match receiver.try_recv() {
-                        Ok(Message::Write { job, kind, enqueued }) => {
-                            group.push(Queued { job, kind, enqueued });
+                        Ok(Message::Write {
+                            job,
+                            kind,
+                            enqueued,
+                        }) => {
+                            group.push(Queued {
+                                job,
+                                kind,
+                                enqueued,
+                            });
                         }
                         Ok(other) => {
                             held_back = Some(other);
@@ -252,7 +272,12 @@ struct Queued {
 }
 
 /// Runs one group in one transaction and replies to every request in it.
-fn run_group(conn: &Connection, group: Vec<Queued>, context: &WriterContext, in_user_code: &AtomicBool) {
+fn run_group(
+    conn: &Connection,
+    group: Vec<Queued>,
+    context: &WriterContext,
+    in_user_code: &AtomicBool,
+) {
     let group_size = group.len();
     // Each finished request with the error that is its own (if any): the closure's error, or
     // the savepoint statement's when that failed before the closure ran.
@@ -280,8 +305,12 @@ fn run_group(conn: &Connection, group: Vec<Queued>, context: &WriterContext, in_
         done.push((queued, outcome.err()));
     }
     let commit_started = Instant::now();
-    let committed = context.retry.run(&context.stats, || Ok(conn.prepare_cached("COMMIT")?.execute([])?));
-    context.stats.group(group_size, commit_started.elapsed(), committed.is_ok());
+    let committed = context.retry.run(&context.stats, || {
+        Ok(conn.prepare_cached("COMMIT")?.execute([])?)
+    });
+    context
+        .stats
+        .group(group_size, commit_started.elapsed(), committed.is_ok());
     if committed.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -291,7 +320,9 @@ fn run_group(conn: &Connection, group: Vec<Queued>, context: &WriterContext, in_
 fn begin(conn: &Connection, context: &WriterContext) -> Result<()> {
     context
         .retry
-        .run(&context.stats, || Ok(conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?))
+        .run(&context.stats, || {
+            Ok(conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?)
+        })
         .map(|_| ())
 }
 
@@ -325,9 +356,11 @@ fn finish_all(
     let now = Instant::now();
     let finished: Vec<_> = finished.collect();
     // Statistics first: a caller that reads them right after its reply must see its request.
-    context
-        .stats
-        .write_latencies(finished.iter().map(|(queued, _)| now.duration_since(queued.enqueued)));
+    context.stats.write_latencies(
+        finished
+            .iter()
+            .map(|(queued, _)| now.duration_since(queued.enqueued)),
+    );
     for (queued, own_error) in finished {
         let outcome = match &own_error {
             Some(own) => Err(own),

@@ -12,7 +12,14 @@ const VAR: &str = "LITEHOUSE_CHILD";
 /// Starts this test binary as a child running `role` with `args`, stdout piped.
 pub(crate) fn spawn(role: &str, args: &[&str]) -> std::io::Result<Child> {
     Command::new(std::env::current_exe()?)
-        .args(["child::entry", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .args([
+            "child::entry",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
         .env(VAR, format!("{role}|{}", args.join("|")))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -28,7 +35,9 @@ fn entry() {
     let parts: Vec<&str> = spec.split('|').collect();
     match parts.as_slice() {
         ["hold-lock", path, millis] => hold_lock(path, millis.parse().expect("millis")),
-        ["durable-writer", path, threads] => durable_writer(path, threads.parse().expect("threads")),
+        ["durable-writer", path, threads] => {
+            durable_writer(path, threads.parse().expect("threads"))
+        }
         other => panic!("unknown child role {other:?}"),
     }
 }
@@ -36,7 +45,8 @@ fn entry() {
 /// Takes SQLite's write lock with a plain connection, says so, holds it, then commits.
 fn hold_lock(path: &str, millis: u64) {
     let conn = rusqlite::Connection::open(path).expect("open");
-    conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t(v) VALUES ('from child');").expect("lock");
+    conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t(v) VALUES ('from child');")
+        .expect("lock");
     println!("LOCKED");
     std::io::stdout().flush().expect("flush");
     std::thread::sleep(Duration::from_millis(millis));
@@ -46,12 +56,20 @@ fn hold_lock(path: &str, millis: u64) {
 /// Writes rows from several threads with the Durable profile forever, printing `ACK <id>`
 /// after each write was acknowledged, until it is killed.
 fn durable_writer(path: &str, threads: u64) {
-    let config = Config { profile: Profile::Durable, ..Config::default() };
+    let config = Config {
+        profile: Profile::Durable,
+        ..Config::default()
+    };
     let db = Database::open(path, config).expect("open");
-    db.blocking_execute("CREATE TABLE IF NOT EXISTS acked(id INTEGER PRIMARY KEY, payload TEXT)", ())
-        .expect("create");
+    db.blocking_execute(
+        "CREATE TABLE IF NOT EXISTS acked(id INTEGER PRIMARY KEY, payload TEXT)",
+        (),
+    )
+    .expect("create");
     let start: i64 = db
-        .blocking_query_row("SELECT coalesce(max(id), 0) + 1 FROM acked", (), |row| row.get(0))
+        .blocking_query_row("SELECT coalesce(max(id), 0) + 1 FROM acked", (), |row| {
+            row.get(0)
+        })
         .expect("max id");
     println!("READY");
     std::thread::scope(|scope| {
@@ -62,8 +80,11 @@ fn durable_writer(path: &str, threads: u64) {
                 for i in 0.. {
                     let id = start + i * threads as i64 + thread as i64;
                     let payload = "x".repeat(100 + (id % 400) as usize);
-                    db.blocking_execute("INSERT INTO acked(id, payload) VALUES (?1, ?2)", (id, payload))
-                        .expect("write");
+                    db.blocking_execute(
+                        "INSERT INTO acked(id, payload) VALUES (?1, ?2)",
+                        (id, payload),
+                    )
+                    .expect("write");
                     let mut out = stdout.lock();
                     writeln!(out, "ACK {id}").expect("print");
                     out.flush().expect("flush");

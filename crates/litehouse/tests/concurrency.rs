@@ -8,7 +8,10 @@ use crate::util::{TestResult, count, file_db, hold_writer, wait_for_queue};
 
 #[test]
 fn threads_insert_and_increment_with_exact_counts() -> TestResult {
-    let (_dir, _path, db) = file_db(Config { profile: Profile::Durable, ..Config::default() })?;
+    let (_dir, _path, db) = file_db(Config {
+        profile: Profile::Durable,
+        ..Config::default()
+    })?;
     db.blocking_script(
         "CREATE TABLE items(id INTEGER PRIMARY KEY, thread INTEGER);
          CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
@@ -21,9 +24,11 @@ fn threads_insert_and_increment_with_exact_counts() -> TestResult {
             let db = db.clone();
             scope.spawn(move || {
                 for _ in 0..per_thread {
-                    db.blocking_execute("INSERT INTO items(thread) VALUES (?1)", (thread,)).expect("insert");
+                    db.blocking_execute("INSERT INTO items(thread) VALUES (?1)", (thread,))
+                        .expect("insert");
                     db.blocking_transaction(|conn| {
-                        let n: i64 = conn.query_row("SELECT n FROM counter WHERE id = 1", [], |r| r.get(0))?;
+                        let n: i64 =
+                            conn.query_row("SELECT n FROM counter WHERE id = 1", [], |r| r.get(0))?;
                         conn.execute("UPDATE counter SET n = ?1 WHERE id = 1", [n + 1])?;
                         Ok(())
                     })
@@ -38,20 +43,28 @@ fn threads_insert_and_increment_with_exact_counts() -> TestResult {
     let stats = db.stats();
     assert_eq!(stats.execute.errors + stats.transaction.errors, 0);
     assert_eq!(stats.locks.busy_errors, 0);
-    assert!(stats.groups < (threads * per_thread * 2) as u64, "writes were grouped: {stats:?}");
+    assert!(
+        stats.groups < (threads * per_thread * 2) as u64,
+        "writes were grouped: {stats:?}"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_tasks_insert_with_exact_counts() -> TestResult {
     let (_dir, _path, db) = file_db(Config::default())?;
-    db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, task INTEGER)", ()).await?;
+    db.execute(
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, task INTEGER)",
+        (),
+    )
+    .await?;
     let mut tasks = Vec::new();
     for task in 0..64 {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..50 {
-                db.execute("INSERT INTO items(task) VALUES (?1)", (task,)).await?;
+                db.execute("INSERT INTO items(task) VALUES (?1)", (task,))
+                    .await?;
             }
             Ok::<_, Error>(())
         }));
@@ -59,9 +72,13 @@ async fn async_tasks_insert_with_exact_counts() -> TestResult {
     for task in tasks {
         task.await??;
     }
-    let total: i64 = db.query_row("SELECT count(*) FROM items", (), |r| r.get(0)).await?;
+    let total: i64 = db
+        .query_row("SELECT count(*) FROM items", (), |r| r.get(0))
+        .await?;
     assert_eq!(total, 64 * 50);
-    let rows = db.query_json("SELECT task, count(*) AS n FROM items GROUP BY task", ()).await?;
+    let rows = db
+        .query_json("SELECT task, count(*) AS n FROM items GROUP BY task", ())
+        .await?;
     assert!(rows.iter().all(|row| row["n"] == 50));
     Ok(())
 }
@@ -94,17 +111,34 @@ fn a_failing_request_does_not_fail_its_neighbours() -> TestResult {
             .collect();
         wait_for_queue(&db, values.len());
         release.send(()).expect("release");
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     holder.join().expect("holder")?;
-    assert!(results[0].is_ok() && results[2].is_ok() && results[4].is_ok(), "{results:?}");
-    assert_eq!(results[1].as_ref().unwrap_err().constraint_kind(), Some(ConstraintKind::Unique));
-    assert!(matches!(results[3], Err(Error::Panic { .. })), "{:?}", results[3]);
-    let mut stored: Vec<String> = db.blocking_query_map("SELECT v FROM t ORDER BY v", (), |r| r.get(0))?;
+    assert!(
+        results[0].is_ok() && results[2].is_ok() && results[4].is_ok(),
+        "{results:?}"
+    );
+    assert_eq!(
+        results[1].as_ref().unwrap_err().constraint_kind(),
+        Some(ConstraintKind::Unique)
+    );
+    assert!(
+        matches!(results[3], Err(Error::Panic { .. })),
+        "{:?}",
+        results[3]
+    );
+    let mut stored: Vec<String> =
+        db.blocking_query_map("SELECT v FROM t ORDER BY v", (), |r| r.get(0))?;
     stored.sort();
     assert_eq!(stored, ["a", "b", "c", "taken"]);
     let stats = db.stats();
-    assert!(stats.group_size.max >= 5, "the five requests shared one group: {stats:?}");
+    assert!(
+        stats.group_size.max >= 5,
+        "the five requests shared one group: {stats:?}"
+    );
     // The writer survived the panic and keeps working.
     db.blocking_execute("INSERT INTO t(v) VALUES ('after')", ())?;
     Ok(())
@@ -135,11 +169,18 @@ fn a_failed_commit_fails_the_whole_group_and_writes_nothing() -> TestResult {
             .collect();
         wait_for_queue(&db, sqls.len());
         release.send(()).expect("release");
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     holder.join().expect("holder")?;
     for result in &results {
-        assert_eq!(result.as_ref().unwrap_err().constraint_kind(), Some(ConstraintKind::ForeignKey), "{results:?}");
+        assert_eq!(
+            result.as_ref().unwrap_err().constraint_kind(),
+            Some(ConstraintKind::ForeignKey),
+            "{results:?}"
+        );
     }
     assert_eq!(count(&db, "child"), 0);
     assert_eq!(db.stats().commit_failures, 1);
@@ -148,7 +189,10 @@ fn a_failed_commit_fails_the_whole_group_and_writes_nothing() -> TestResult {
 
 #[test]
 fn reads_run_beside_a_busy_writer() -> TestResult {
-    let (_dir, _path, db) = file_db(Config { readers: 2, ..Config::default() })?;
+    let (_dir, _path, db) = file_db(Config {
+        readers: 2,
+        ..Config::default()
+    })?;
     db.blocking_execute("CREATE TABLE t(x INTEGER)", ())?;
     db.blocking_execute("INSERT INTO t VALUES (1)", ())?;
     let (release, holder) = hold_writer(&db);

@@ -41,10 +41,20 @@ fn kill_at_random_moments(kills: usize) -> TestResult {
     assert!(!acked.is_empty(), "the children acknowledged some writes");
     let db = Database::open(&path, Config::default())?;
     assert!(db.blocking_integrity_check()?.is_empty());
-    let stored: BTreeSet<i64> = db.blocking_query_map("SELECT id FROM acked", (), |r| r.get(0))?.into_iter().collect();
+    let stored: BTreeSet<i64> = db
+        .blocking_query_map("SELECT id FROM acked", (), |r| r.get(0))?
+        .into_iter()
+        .collect();
     let lost: Vec<_> = acked.difference(&stored).take(10).collect();
-    assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {lost:?}", acked.len() - stored.len().min(acked.len()));
-    eprintln!("crash test: {kills} kills, {} acknowledged writes, all present", acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {lost:?}",
+        acked.len() - stored.len().min(acked.len())
+    );
+    eprintln!(
+        "crash test: {kills} kills, {} acknowledged writes, all present",
+        acked.len()
+    );
     Ok(())
 }
 

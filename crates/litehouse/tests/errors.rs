@@ -6,18 +6,39 @@ use crate::util::{TestResult, count};
 
 fn db(name: &str) -> Result<Database, Error> {
     let db = Database::open_memory(name, Config::default())?;
-    db.blocking_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)", ())?;
+    db.blocking_execute(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+        (),
+    )?;
     Ok(db)
 }
 
 #[test]
 fn invalid_sql_is_a_sql_error() -> TestResult {
     let db = db("errors-sql")?;
-    assert!(matches!(db.blocking_execute("INSERT INTO nowhere VALUES (1)", ()), Err(Error::Sql { .. })));
-    assert!(matches!(db.blocking_execute("SELEC 1", ()), Err(Error::Sql { .. })));
-    assert!(matches!(db.blocking_query_json("SELECT nope FROM t", ()), Err(Error::Sql { .. })));
-    assert!(matches!(db.blocking_execute("SELECT 1", ()), Err(Error::Sql { .. })), "execute of a query");
-    assert!(matches!(db.blocking_execute("INSERT INTO t(v) VALUES ('a'); INSERT INTO t(v) VALUES ('b')", ()), Err(Error::Sql { .. })));
+    assert!(matches!(
+        db.blocking_execute("INSERT INTO nowhere VALUES (1)", ()),
+        Err(Error::Sql { .. })
+    ));
+    assert!(matches!(
+        db.blocking_execute("SELEC 1", ()),
+        Err(Error::Sql { .. })
+    ));
+    assert!(matches!(
+        db.blocking_query_json("SELECT nope FROM t", ()),
+        Err(Error::Sql { .. })
+    ));
+    assert!(
+        matches!(db.blocking_execute("SELECT 1", ()), Err(Error::Sql { .. })),
+        "execute of a query"
+    );
+    assert!(matches!(
+        db.blocking_execute(
+            "INSERT INTO t(v) VALUES ('a'); INSERT INTO t(v) VALUES ('b')",
+            ()
+        ),
+        Err(Error::Sql { .. })
+    ));
     assert_eq!(count(&db, "t"), 0);
     Ok(())
 }
@@ -25,11 +46,20 @@ fn invalid_sql_is_a_sql_error() -> TestResult {
 #[test]
 fn wrong_parameters_are_a_parameter_error() -> TestResult {
     let db = db("errors-params")?;
-    let err = db.blocking_execute("INSERT INTO t(v) VALUES (?1)", ("a", "b")).unwrap_err();
+    let err = db
+        .blocking_execute("INSERT INTO t(v) VALUES (?1)", ("a", "b"))
+        .unwrap_err();
     assert!(matches!(err, Error::Parameter { .. }), "{err:?}");
-    let err = db.blocking_execute("INSERT INTO t(v) VALUES (?1, ?2)", ("a",)).unwrap_err();
-    assert!(matches!(err, Error::Parameter { .. } | Error::Sql { .. }), "{err:?}");
-    let err = db.blocking_query_json("SELECT * FROM t WHERE id = ?1", ()).unwrap_err();
+    let err = db
+        .blocking_execute("INSERT INTO t(v) VALUES (?1, ?2)", ("a",))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Parameter { .. } | Error::Sql { .. }),
+        "{err:?}"
+    );
+    let err = db
+        .blocking_query_json("SELECT * FROM t WHERE id = ?1", ())
+        .unwrap_err();
     assert!(matches!(err, Error::Parameter { .. }), "{err:?}");
     assert_eq!(count(&db, "t"), 0);
     Ok(())
@@ -38,9 +68,13 @@ fn wrong_parameters_are_a_parameter_error() -> TestResult {
 #[test]
 fn writes_on_the_read_path_are_refused() -> TestResult {
     let db = db("errors-readonly")?;
-    let err = db.blocking_query_json("INSERT INTO t(v) VALUES ('x') RETURNING id", ()).unwrap_err();
+    let err = db
+        .blocking_query_json("INSERT INTO t(v) VALUES ('x') RETURNING id", ())
+        .unwrap_err();
     assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
-    let err = db.blocking_read(|conn| Ok(conn.execute("INSERT INTO t(v) VALUES ('x')", [])?)).unwrap_err();
+    let err = db
+        .blocking_read(|conn| Ok(conn.execute("INSERT INTO t(v) VALUES ('x')", [])?))
+        .unwrap_err();
     assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
     assert_eq!(count(&db, "t"), 0);
     Ok(())
@@ -49,8 +83,13 @@ fn writes_on_the_read_path_are_refused() -> TestResult {
 #[test]
 fn constraint_errors_carry_kind_and_code() -> TestResult {
     let db = db("errors-constraint")?;
-    let err = db.blocking_execute("INSERT INTO t(v) VALUES (NULL)", ()).unwrap_err();
-    assert_eq!(err.constraint_kind(), Some(litehouse::ConstraintKind::NotNull));
+    let err = db
+        .blocking_execute("INSERT INTO t(v) VALUES (NULL)", ())
+        .unwrap_err();
+    assert_eq!(
+        err.constraint_kind(),
+        Some(litehouse::ConstraintKind::NotNull)
+    );
     assert_eq!(err.extended_code(), Some(1299));
     Ok(())
 }
@@ -58,7 +97,13 @@ fn constraint_errors_carry_kind_and_code() -> TestResult {
 #[test]
 fn closures_cannot_end_the_group_transaction() -> TestResult {
     let db = db("errors-txn-control")?;
-    for sql in ["COMMIT", "ROLLBACK", "BEGIN", "SAVEPOINT x", "RELEASE litehouse_request"] {
+    for sql in [
+        "COMMIT",
+        "ROLLBACK",
+        "BEGIN",
+        "SAVEPOINT x",
+        "RELEASE litehouse_request",
+    ] {
         let result = db.blocking_transaction(move |conn| {
             conn.execute("INSERT INTO t(v) VALUES ('inside')", [])?;
             conn.execute_batch(sql)?;
@@ -101,7 +146,14 @@ fn a_script_is_all_or_nothing_and_names_the_failing_statement() -> TestResult {
 fn bad_configs_and_names_are_refused() {
     let err = Database::open_memory("bad name; DROP", Config::default()).unwrap_err();
     assert!(matches!(err, Error::Config { .. }));
-    let err = Database::open_memory("x", Config { readers: 0, ..Config::default() }).unwrap_err();
+    let err = Database::open_memory(
+        "x",
+        Config {
+            readers: 0,
+            ..Config::default()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Config { .. }));
     let err = Database::open("/nonexistent-dir/for/sure/x.db", Config::default()).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");

@@ -26,7 +26,10 @@ fn close_drains_queued_writes_then_refuses_new_work() -> TestResult {
         while !db.is_closed() {
             std::thread::yield_now();
         }
-        assert!(matches!(db.blocking_execute("INSERT INTO t VALUES (-1)", ()), Err(Error::Closed)));
+        assert!(matches!(
+            db.blocking_execute("INSERT INTO t VALUES (-1)", ()),
+            Err(Error::Closed)
+        ));
         release.send(())?;
         for writer in writers {
             writer.join().expect("writer")?;
@@ -35,7 +38,10 @@ fn close_drains_queued_writes_then_refuses_new_work() -> TestResult {
         Ok(())
     })?;
     holder.join().expect("holder")?;
-    assert!(matches!(db.blocking_query_json("SELECT 1", ()), Err(Error::Closed)));
+    assert!(matches!(
+        db.blocking_query_json("SELECT 1", ()),
+        Err(Error::Closed)
+    ));
     assert!(db.blocking_close().is_ok(), "closing twice is fine");
     drop(db);
     let reopened = Database::open(&path, Config::default())?;
@@ -48,15 +54,24 @@ async fn async_close_and_closed_errors() -> TestResult {
     let db = Database::open_memory("lifecycle-async-close", Config::default())?;
     db.execute("CREATE TABLE t(x)", ()).await?;
     db.close().await?;
-    assert!(matches!(db.execute("INSERT INTO t VALUES (1)", ()).await, Err(Error::Closed)));
-    assert!(matches!(db.query_json("SELECT 1", ()).await, Err(Error::Closed)));
+    assert!(matches!(
+        db.execute("INSERT INTO t VALUES (1)", ()).await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        db.query_json("SELECT 1", ()).await,
+        Err(Error::Closed)
+    ));
     assert!(matches!(db.checkpoint().await, Err(Error::Closed)));
     Ok(())
 }
 
 #[test]
 fn dropping_the_last_handle_closes_cleanly() -> TestResult {
-    let (_dir, path, db) = file_db(Config { profile: Profile::Durable, ..Config::default() })?;
+    let (_dir, path, db) = file_db(Config {
+        profile: Profile::Durable,
+        ..Config::default()
+    })?;
     db.blocking_execute("CREATE TABLE t(x)", ())?;
     let clone = db.clone();
     std::thread::spawn(move || clone.blocking_execute("INSERT INTO t VALUES (1)", ()))
@@ -94,7 +109,10 @@ fn named_memory_databases_are_shared_by_writer_readers_and_handles() -> TestResu
     let x: i64 = second.blocking_query_row("SELECT x FROM t", (), |r| r.get(0))?;
     assert_eq!(x, 42);
     let other = Database::open_memory("lifecycle-other", Config::default())?;
-    assert!(other.blocking_query_json("SELECT x FROM t", ()).is_err(), "different names are different databases");
+    assert!(
+        other.blocking_query_json("SELECT x FROM t", ()).is_err(),
+        "different names are different databases"
+    );
     Ok(())
 }
 

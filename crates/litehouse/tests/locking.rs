@@ -29,7 +29,10 @@ fn lock_in_child(path: &std::path::Path, millis: u64) -> std::io::Result<std::pr
 
 #[test]
 fn a_short_foreign_lock_is_waited_out() -> TestResult {
-    let (_dir, path, db) = file_db(Config { busy_budget: Duration::from_secs(10), ..Config::default() })?;
+    let (_dir, path, db) = file_db(Config {
+        busy_budget: Duration::from_secs(10),
+        ..Config::default()
+    })?;
     db.blocking_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", ())?;
     let mut lock_holder = lock_in_child(&path, 400)?;
     db.blocking_execute("INSERT INTO t(v) VALUES ('from parent')", ())?;
@@ -43,18 +46,27 @@ fn a_short_foreign_lock_is_waited_out() -> TestResult {
 
 #[test]
 fn a_long_foreign_lock_gives_busy_with_retry_after() -> TestResult {
-    let (_dir, path, db) = file_db(Config { busy_budget: Duration::from_millis(150), ..Config::default() })?;
+    let (_dir, path, db) = file_db(Config {
+        busy_budget: Duration::from_millis(150),
+        ..Config::default()
+    })?;
     db.blocking_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", ())?;
     let mut lock_holder = lock_in_child(&path, 3_000)?;
-    let err = db.blocking_execute("INSERT INTO t(v) VALUES ('refused')", ()).unwrap_err();
+    let err = db
+        .blocking_execute("INSERT INTO t(v) VALUES ('refused')", ())
+        .unwrap_err();
     assert!(matches!(err, Error::Busy { .. }), "{err:?}");
-    assert!(err.retry_after().is_some_and(|after| after > Duration::ZERO));
+    assert!(
+        err.retry_after()
+            .is_some_and(|after| after > Duration::ZERO)
+    );
     assert!(err.to_string().contains("retry after"), "{err}");
     assert_eq!(db.stats().locks.busy_errors, 1);
     assert!(lock_holder.wait()?.success());
     // Once the other process lets go, writing works again and the refused row is absent.
     db.blocking_execute("INSERT INTO t(v) VALUES ('later')", ())?;
-    let values: Vec<String> = db.blocking_query_map("SELECT v FROM t ORDER BY id", (), |r| r.get(0))?;
+    let values: Vec<String> =
+        db.blocking_query_map("SELECT v FROM t ORDER BY id", (), |r| r.get(0))?;
     assert_eq!(values, ["from child", "later"]);
     Ok(())
 }

@@ -36,13 +36,19 @@ fn backup_completes_under_concurrent_writes_and_the_copy_is_sound() -> TestResul
     let mut steps = 0;
     let done = db.blocking_backup(&copy, |_| steps += 1)?;
     stop.store(true, Ordering::Relaxed);
-    let written: u64 = writers.into_iter().map(|w| w.join().expect("writer")).sum::<litehouse::Result<u64>>()?;
+    let written: u64 = writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .sum::<litehouse::Result<u64>>()?;
     assert!(written > 0, "writers ran during the backup");
     assert!(steps > 1, "progress was reported step by step");
     assert_eq!(done.pages_done, done.pages_total);
     let copy = Database::open(&copy, Config::default())?;
     assert!(copy.blocking_integrity_check()?.is_empty());
-    assert!(count(&copy, "t") >= before, "the copy holds at least what was there when it began");
+    assert!(
+        count(&copy, "t") >= before,
+        "the copy holds at least what was there when it began"
+    );
     Ok(())
 }
 
@@ -51,14 +57,25 @@ async fn restore_replaces_the_contents() -> TestResult {
     let dir = tempfile::tempdir()?;
     let source = Database::open(dir.path().join("source.db"), Config::default())?;
     source.execute("CREATE TABLE t(x)", ()).await?;
-    source.execute_many("INSERT INTO t VALUES (?1)", (0..100).map(|i| (i,))).await?;
-    source.backup(dir.path().join("snapshot.db"), |_| {}).await?;
+    source
+        .execute_many("INSERT INTO t VALUES (?1)", (0..100).map(|i| (i,)))
+        .await?;
+    source
+        .backup(dir.path().join("snapshot.db"), |_| {})
+        .await?;
     let target = Database::open(dir.path().join("target.db"), Config::default())?;
     target.execute("CREATE TABLE other(y)", ()).await?;
-    target.restore(dir.path().join("snapshot.db"), |_| {}).await?;
-    let n: i64 = target.query_row("SELECT count(*) FROM t", (), |r| r.get(0)).await?;
+    target
+        .restore(dir.path().join("snapshot.db"), |_| {})
+        .await?;
+    let n: i64 = target
+        .query_row("SELECT count(*) FROM t", (), |r| r.get(0))
+        .await?;
     assert_eq!(n, 100);
-    assert!(target.query_json("SELECT * FROM other", ()).await.is_err(), "the old table is gone");
+    assert!(
+        target.query_json("SELECT * FROM other", ()).await.is_err(),
+        "the old table is gone"
+    );
     target.execute("INSERT INTO t VALUES (100)", ()).await?;
     Ok(())
 }
@@ -70,7 +87,10 @@ fn maintenance_operations_run_between_groups() -> TestResult {
         ..Config::default()
     })?;
     db.blocking_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, payload BLOB)", ())?;
-    db.blocking_execute_many("INSERT INTO t(payload) VALUES (randomblob(4000))", (0..500).map(|_| ()))?;
+    db.blocking_execute_many(
+        "INSERT INTO t(payload) VALUES (randomblob(4000))",
+        (0..500).map(|_| ()),
+    )?;
     db.blocking_execute("DELETE FROM t", ())?;
     db.blocking_checkpoint()?;
     let free_before: i64 = db.blocking_query_row("PRAGMA freelist_count", (), |r| r.get(0))?;
@@ -87,6 +107,10 @@ fn maintenance_operations_run_between_groups() -> TestResult {
     assert!(!checkpoint.busy);
     let wal = std::fs::metadata(format!("{}-wal", path.display()))?.len();
     assert_eq!(wal, 0, "TRUNCATE empties the WAL");
-    assert_eq!(db.stats().maintenance.count, 6, "vacuums, analyze, optimize, two checkpoints");
+    assert_eq!(
+        db.stats().maintenance.count,
+        6,
+        "vacuums, analyze, optimize, two checkpoints"
+    );
     Ok(())
 }

@@ -9,7 +9,9 @@ use litehouse::{Config, Database};
 pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// A database file in a fresh temporary directory (kept alive by the returned guard).
-pub(crate) fn file_db(config: Config) -> Result<(tempfile::TempDir, PathBuf, Database), litehouse::Error> {
+pub(crate) fn file_db(
+    config: Config,
+) -> Result<(tempfile::TempDir, PathBuf, Database), litehouse::Error> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("test.db");
     let db = Database::open(&path, config)?;
@@ -19,7 +21,12 @@ pub(crate) fn file_db(config: Config) -> Result<(tempfile::TempDir, PathBuf, Dat
 /// Blocks the writer: queues a transaction that waits until the returned sender is used (or
 /// dropped). Returns once the writer is inside that transaction, so requests sent afterwards
 /// queue up and form the next group together.
-pub(crate) fn hold_writer(db: &Database) -> (mpsc::Sender<()>, std::thread::JoinHandle<litehouse::Result<()>>) {
+pub(crate) fn hold_writer(
+    db: &Database,
+) -> (
+    mpsc::Sender<()>,
+    std::thread::JoinHandle<litehouse::Result<()>>,
+) {
     let (release, wait_for_release) = mpsc::channel::<()>();
     let (entered, wait_for_entry) = mpsc::channel::<()>();
     let holder = db.clone();
@@ -30,7 +37,9 @@ pub(crate) fn hold_writer(db: &Database) -> (mpsc::Sender<()>, std::thread::Join
             Ok(())
         })
     });
-    wait_for_entry.recv().expect("the holding transaction starts");
+    wait_for_entry
+        .recv()
+        .expect("the holding transaction starts");
     (release, thread)
 }
 
@@ -44,6 +53,8 @@ pub(crate) fn wait_for_queue(db: &Database, count: usize) {
 }
 
 pub(crate) fn count(db: &Database, table: &str) -> i64 {
-    db.blocking_query_row(&format!("SELECT count(*) FROM {table}"), (), |row| row.get(0))
-        .expect("count query")
+    db.blocking_query_row(&format!("SELECT count(*) FROM {table}"), (), |row| {
+        row.get(0)
+    })
+    .expect("count query")
 }
