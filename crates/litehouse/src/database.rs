@@ -182,6 +182,7 @@ impl Database {
     /// call return [`Error::Closed`]. Closing twice is fine. Dropping the last handle closes
     /// too.
     pub fn blocking_close(&self) -> Result<()> {
+        self.check_not_on_writer()?;
         let Some(message) = self.inner.begin_close() else {
             return Ok(());
         };
@@ -212,6 +213,18 @@ impl Database {
         }
     }
 
+    /// A blocking write from the writer thread itself would wait for itself forever.
+    fn check_not_on_writer(&self) -> Result<()> {
+        if self.inner.writer.is_current_thread() {
+            return Err(Error::Misuse {
+                message: "a transaction closure called a blocking write method of its own \
+                          database; use the connection passed to the closure instead"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Runs `work` on the writer inside the next group, waiting for the group to commit.
     pub(crate) fn blocking_write<T, F>(&self, kind: OpKind, work: F) -> Result<T>
     where
@@ -219,6 +232,7 @@ impl Database {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         self.check_open()?;
+        self.check_not_on_writer()?;
         let (reply, wait) = reply::blocking();
         let job = ClosureJob::boxed(work, reply);
         self.inner.writer.send(Message::Write {

@@ -108,6 +108,13 @@ pub enum Error {
         /// The panic payload, when it was a string.
         message: String,
     },
+    /// The API was used in a way that cannot work, such as a transaction closure calling a
+    /// blocking method of its own database (it would wait for itself forever).
+    #[error("misuse: {message}")]
+    Misuse {
+        /// What was wrong and what to do instead.
+        message: String,
+    },
     /// The configuration is invalid.
     #[error("invalid configuration: {message}")]
     Config {

@@ -159,3 +159,15 @@ fn bad_configs_and_names_are_refused() {
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("directory exists"), "{err}");
 }
+
+#[test]
+fn a_closure_calling_its_own_database_gets_misuse_not_a_deadlock() -> TestResult {
+    let db = db("errors-reentrant")?;
+    let inner = db.clone();
+    let err = db
+        .blocking_transaction(move |_| inner.blocking_execute("INSERT INTO t(v) VALUES ('x')", ()))
+        .unwrap_err();
+    assert!(matches!(err, Error::Misuse { .. }), "{err:?}");
+    assert_eq!(count(&db, "t"), 0);
+    Ok(())
+}
