@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use litehouse::{Config, ConstraintKind, Error, Profile};
+use litehouse::{Config, ConstraintKind, Database, Error, Profile};
 
-use crate::util::{TestResult, count, file_db, hold_writer, wait_for_queue};
+use crate::util::{TestResult, count, file_db, hold_writer, run_as_one_group};
 
 #[test]
 fn threads_insert_and_increment_with_exact_counts() -> TestResult {
@@ -88,35 +88,23 @@ fn a_failing_request_does_not_fail_its_neighbours() -> TestResult {
     let (_dir, _path, db) = file_db(Config::default())?;
     db.blocking_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)", ())?;
     db.blocking_execute("INSERT INTO t(v) VALUES ('taken')", ())?;
-    let (release, holder) = hold_writer(&db);
     let values = ["a", "taken", "b", "PANIC", "c"];
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = values
+    let results = run_as_one_group(
+        &db,
+        values
             .iter()
-            .enumerate()
-            .map(|(index, value)| {
-                let writer = db.clone();
+            .map(|value| {
                 let value = value.to_string();
-                let handle = scope.spawn(move || {
-                    writer.blocking_transaction(move |conn| {
+                Box::new(move |db: Database| {
+                    db.blocking_transaction(move |conn| {
                         conn.execute("INSERT INTO t(v) VALUES (?1)", [&value])?;
                         assert!(value != "PANIC", "closure panicked on purpose");
                         Ok(())
                     })
-                });
-                // Queue them in order, so they form one group in this order.
-                wait_for_queue(&db, index + 1);
-                handle
+                }) as Box<dyn FnOnce(Database) -> litehouse::Result<()> + Send>
             })
-            .collect();
-        wait_for_queue(&db, values.len());
-        release.send(()).expect("release");
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
-    });
-    holder.join().expect("holder")?;
+            .collect(),
+    );
     assert!(
         results[0].is_ok() && results[2].is_ok() && results[4].is_ok(),
         "{results:?}"
@@ -152,29 +140,21 @@ fn a_failed_commit_fails_the_whole_group_and_writes_nothing() -> TestResult {
          CREATE TABLE child(id INTEGER PRIMARY KEY,
              parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);",
     )?;
-    let (release, holder) = hold_writer(&db);
     // The orphan passes its own statement (the check is deferred) and fails at COMMIT.
     let sqls = [
         "INSERT INTO child(id, parent) VALUES (1, NULL)",
         "INSERT INTO child(id, parent) VALUES (2, 999)",
         "INSERT INTO child(id, parent) VALUES (3, NULL)",
     ];
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sqls
-            .iter()
+    let results = run_as_one_group(
+        &db,
+        sqls.iter()
             .map(|sql| {
-                let db = db.clone();
-                scope.spawn(move || db.blocking_execute(sql, ()))
+                Box::new(move |db: Database| db.blocking_execute(sql, ()))
+                    as Box<dyn FnOnce(Database) -> litehouse::Result<usize> + Send>
             })
-            .collect();
-        wait_for_queue(&db, sqls.len());
-        release.send(()).expect("release");
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
-    });
-    holder.join().expect("holder")?;
+            .collect(),
+    );
     for result in &results {
         assert_eq!(
             result.as_ref().unwrap_err().constraint_kind(),

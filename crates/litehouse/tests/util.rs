@@ -58,3 +58,37 @@ pub(crate) fn count(db: &Database, table: &str) -> i64 {
     })
     .expect("count query")
 }
+
+/// Runs each request on its own thread while the writer is held, queued in the given order,
+/// then releases the writer so they all commit (or fail) as one group. Returns their results
+/// in order.
+pub(crate) fn run_as_one_group<T: Send>(
+    db: &Database,
+    requests: Vec<Box<dyn FnOnce(Database) -> litehouse::Result<T> + Send + '_>>,
+) -> Vec<litehouse::Result<T>> {
+    let (release, holder) = hold_writer(db);
+    let count = requests.len();
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .into_iter()
+            .enumerate()
+            .map(|(index, request)| {
+                let writer = db.clone();
+                let handle = scope.spawn(move || request(writer));
+                wait_for_queue(db, index + 1);
+                handle
+            })
+            .collect();
+        wait_for_queue(db, count);
+        release.send(()).expect("release");
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("request thread"))
+            .collect()
+    });
+    holder
+        .join()
+        .expect("holder")
+        .expect("the holding transaction commits");
+    results
+}
