@@ -49,7 +49,7 @@ pub enum Error {
     /// The database was closed; no new work is accepted.
     #[error("database is closed: open it again to continue")]
     Closed,
-    /// A [`WriteBuffer`](crate::WriteBuffer) already holds its `max_buffer_size` rows, so a
+    /// A `WriteBuffer` already holds its `max_buffer_size` rows, so a
     /// `try_` write of a new key was refused. Nothing was buffered.
     #[error(
         "write buffer is full ({capacity} rows); wait for room with the waiting methods or retry after a flush"
