@@ -1,0 +1,210 @@
+//! The catalog: one row per collection with its spec, and the DDL that goes with it.
+
+use crate::conn::Conn;
+use crate::error::{Error, Result};
+use crate::names::{self, FieldPath};
+use crate::spec::{CollectionInfo, CollectionSpec, FieldType};
+use crate::sql::{Param, Sql};
+
+pub(crate) async fn ensure_catalog(c: &impl Conn) -> Result<()> {
+    c.execute(&Sql::plain(c.dialect(), c.dialect().create_catalog()))
+        .await?;
+    Ok(())
+}
+
+/// Every collection, referenced collections before those that reference them (then by
+/// name), so that recreating them in this order, as a migration does, always works.
+pub(crate) async fn list_collections(c: &impl Conn) -> Result<Vec<CollectionInfo>> {
+    let sql = Sql::plain(
+        c.dialect(),
+        format!(
+            "SELECT name, spec FROM {} ORDER BY name",
+            c.dialect().catalog()
+        ),
+    );
+    c.texts(&sql)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let (Some(Some(name)), Some(Some(spec))) = (row.first(), row.get(1)) else {
+                return Err(Error::corrupt("catalog row without name or spec"));
+            };
+            let spec = serde_json::from_str(spec)
+                .map_err(|err| Error::corrupt(format!("spec of {name}: {err}")))?;
+            Ok(CollectionInfo {
+                name: name.clone(),
+                spec,
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(dependencies_first)
+}
+
+/// A stable topological order. A reference target must exist when a collection is created,
+/// so the only cycles are self-references, which are ignored here.
+fn dependencies_first(mut pending: Vec<CollectionInfo>) -> Vec<CollectionInfo> {
+    let mut ordered: Vec<CollectionInfo> = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|info| {
+                info.spec.references.iter().all(|reference| {
+                    reference.collection == info.name
+                        || ordered.iter().any(|done| done.name == reference.collection)
+                        || !pending
+                            .iter()
+                            .any(|other| other.name == reference.collection)
+                })
+            })
+            // Unreachable with a consistent catalog; keep every collection regardless.
+            .unwrap_or(0);
+        ordered.push(pending.remove(ready));
+    }
+    ordered
+}
+
+pub(crate) async fn load_spec(c: &impl Conn, collection: &str) -> Result<CollectionSpec> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push("SELECT spec FROM ")
+        .push(&c.dialect().catalog())
+        .push(" WHERE name = ");
+    sql.bind(Param::Text(collection.to_owned()));
+    let rows = c.texts(&sql).await?;
+    let Some(Some(spec)) = rows
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+    else {
+        return Err(Error::CollectionNotFound {
+            collection: collection.to_owned(),
+        });
+    };
+    serde_json::from_str(&spec)
+        .map_err(|err| Error::corrupt(format!("spec of {collection}: {err}")))
+}
+
+pub(crate) async fn create_collection(
+    c: &impl Conn,
+    collection: &str,
+    spec: &CollectionSpec,
+) -> Result<()> {
+    let dialect = c.dialect().clone();
+    let catalog = list_collections(c).await?;
+    if catalog.iter().any(|info| info.name == collection) {
+        return Err(Error::CollectionExists {
+            collection: collection.to_owned(),
+        });
+    }
+    for reference in &spec.references {
+        if reference.collection != collection
+            && !catalog.iter().any(|info| info.name == reference.collection)
+        {
+            return Err(Error::InvalidSpec {
+                reason: format!(
+                    "reference {:?} names collection {:?}, which does not exist",
+                    reference.path, reference.collection
+                ),
+            });
+        }
+    }
+    c.execute(&Sql::plain(&dialect, dialect.create_table(collection)))
+        .await?;
+    for index in &spec.indexes {
+        let fields = index
+            .fields
+            .iter()
+            .map(|field| Ok((FieldPath::parse(&field.path)?, field.field_type)))
+            .collect::<Result<Vec<_>>>()?;
+        let ident = names::index_ident(collection, &index.name);
+        c.execute(&Sql::plain(
+            &dialect,
+            dialect.create_index(collection, &ident, &fields, index.unique),
+        ))
+        .await?;
+    }
+    for (position, reference) in spec.references.iter().enumerate() {
+        let fields = [(FieldPath::parse(&reference.path)?, FieldType::String)];
+        let ident = names::reference_index_ident(collection, position);
+        c.execute(&Sql::plain(
+            &dialect,
+            dialect.create_index(collection, &ident, &fields, false),
+        ))
+        .await?;
+    }
+    let spec_text = serde_json::to_string(spec).map_err(|err| Error::corrupt(err.to_string()))?;
+    let mut insert = Sql::new(&dialect);
+    insert
+        .push("INSERT INTO ")
+        .push(&dialect.catalog())
+        .push(" (name, spec) VALUES (");
+    insert
+        .bind(Param::Text(collection.to_owned()))
+        .push(", ")
+        .bind(Param::Text(spec_text))
+        .push(")");
+    c.execute(&insert).await?;
+    Ok(())
+}
+
+pub(crate) async fn drop_collection(c: &impl Conn, collection: &str) -> Result<()> {
+    let dialect = c.dialect().clone();
+    let catalog = list_collections(c).await?;
+    if !catalog.iter().any(|info| info.name == collection) {
+        return Err(Error::CollectionNotFound {
+            collection: collection.to_owned(),
+        });
+    }
+    if let Some(other) = catalog.iter().find(|info| {
+        info.name != collection
+            && info
+                .spec
+                .references
+                .iter()
+                .any(|reference| reference.collection == collection)
+    }) {
+        return Err(Error::CollectionInUse {
+            collection: collection.to_owned(),
+            referenced_by: other.name.clone(),
+        });
+    }
+    c.execute(&Sql::plain(
+        &dialect,
+        format!("DROP TABLE {}", dialect.table(collection)),
+    ))
+    .await?;
+    let mut delete = Sql::new(&dialect);
+    delete
+        .push("DELETE FROM ")
+        .push(&dialect.catalog())
+        .push(" WHERE name = ");
+    delete.bind(Param::Text(collection.to_owned()));
+    c.execute(&delete).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{OnDelete, ReferenceSpec};
+
+    #[test]
+    fn referenced_collections_come_first() {
+        let info = |name: &str, targets: &[&str]| CollectionInfo {
+            name: name.into(),
+            spec: CollectionSpec {
+                indexes: vec![],
+                references: targets
+                    .iter()
+                    .map(|target| ReferenceSpec::new("r", *target, OnDelete::Cascade))
+                    .collect(),
+            },
+        };
+        let ordered = dependencies_first(vec![
+            info("a", &["c"]),
+            info("b", &[]),
+            info("c", &["b", "c"]),
+        ]);
+        let names: Vec<&str> = ordered.iter().map(|info| info.name.as_str()).collect();
+        assert_eq!(names, ["b", "c", "a"]);
+    }
+}

@@ -1,0 +1,338 @@
+//! The store's document logic, written once over [`Conn`] for both engines. Every function
+//! here runs inside one transaction; an error rolls all of it back.
+
+use serde_json::{Map, Value as Json};
+
+use crate::catalog::load_spec;
+use crate::conn::Conn;
+use crate::document::{Document, now_timestamp};
+use crate::error::{Error, Result};
+use crate::names::{self, FieldPath};
+use crate::query::{Page, Plan};
+use crate::spec::{CollectionSpec, FieldType};
+use crate::sql::{Extract, Param, Sql};
+
+/// A new document for `body`, which [`check_body`](crate::document::check_body) passed.
+pub(crate) fn new_document(body: Map<String, Json>) -> Document {
+    let now = now_timestamp();
+    Document::from_parts(uuid::Uuid::now_v7().to_string(), now.clone(), now, 1, body)
+}
+
+pub(crate) async fn get(c: &impl Conn, collection: &str, id: &str, lock: bool) -> Result<Document> {
+    let dialect = c.dialect();
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(dialect.document_columns())
+        .push(" FROM ")
+        .push(&dialect.table(collection))
+        .push(" WHERE id = ")
+        .bind(Param::Text(id.to_owned()));
+    if lock {
+        sql.push(dialect.for_update());
+    }
+    c.documents(&sql)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::NotFound {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+        })
+}
+
+/// Where inserted documents come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Made here with fresh UUIDv7 ids, which cannot clash.
+    New,
+    /// Imported with their own ids, which may.
+    Imported,
+}
+
+/// Inserts documents (new or imported) after the unique and reference checks.
+pub(crate) async fn insert(
+    c: &impl Conn,
+    collection: &str,
+    documents: Vec<Document>,
+    origin: Origin,
+) -> Result<Vec<Document>> {
+    let spec = load_spec(c, collection).await?;
+    // Without unique indexes, and without references to check one by one, nothing depends
+    // on the rows before it: insert many rows per statement (one round trip on PostgreSQL).
+    let rows_per_statement = match (origin, spec.indexes.iter().any(|index| index.unique)) {
+        (_, true) => 1,
+        (Origin::New, false) if !spec.references.is_empty() => 1,
+        _ => ROWS_PER_INSERT,
+    };
+    for chunk in documents.chunks(rows_per_statement) {
+        if origin == Origin::Imported {
+            check_new_ids(c, collection, chunk).await?;
+        }
+        for document in chunk {
+            check_constraints(c, collection, &spec, document, origin).await?;
+        }
+        insert_rows(c, collection, chunk)
+            .await
+            .map_err(|err| engine_unique(err, collection, &spec))?;
+    }
+    Ok(documents)
+}
+
+/// Rows per multi-row INSERT: 5 parameters each stays far below both engines' limits.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Imported ids must not exist yet.
+async fn check_new_ids(c: &impl Conn, collection: &str, documents: &[Document]) -> Result<()> {
+    let dialect = c.dialect();
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT id FROM ")
+        .push(&dialect.table(collection))
+        .push(" WHERE id IN ");
+    sql.bind_list(
+        documents
+            .iter()
+            .map(|document| Param::Text(document.id.clone())),
+    );
+    sql.push(" ORDER BY id LIMIT 1");
+    match c.texts(&sql).await?.into_iter().next() {
+        Some(row) => Err(Error::Unique {
+            collection: collection.to_owned(),
+            index: "id".into(),
+            conflicting_id: row.into_iter().next().flatten(),
+        }),
+        None => Ok(()),
+    }
+}
+
+async fn insert_rows(c: &impl Conn, collection: &str, documents: &[Document]) -> Result<()> {
+    let dialect = c.dialect();
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO ")
+        .push(&dialect.table(collection))
+        .push(" (id, doc, created_at, updated_at, version) VALUES ");
+    for (position, document) in documents.iter().enumerate() {
+        if position > 0 {
+            sql.push(", ");
+        }
+        sql.bind_list([
+            Param::Text(document.id.clone()),
+            Param::Json(body_text(&document.body)?),
+            Param::Text(document.created_at.clone()),
+            Param::Text(document.updated_at.clone()),
+            Param::Int(document.version),
+        ]);
+    }
+    c.execute(&sql).await?;
+    Ok(())
+}
+
+fn body_text(body: &Map<String, Json>) -> Result<String> {
+    serde_json::to_string(body).map_err(|err| Error::corrupt(err.to_string()))
+}
+
+/// A unique violation that the checks before the write could not see (a concurrent writer
+/// on PostgreSQL) still becomes [`Error::Unique`], naming the index from the engine's message.
+fn engine_unique(err: Error, collection: &str, spec: &CollectionSpec) -> Error {
+    let message = match &err {
+        Error::Sqlite(inner)
+            if matches!(
+                inner.constraint_kind(),
+                Some(litehouse::ConstraintKind::Unique | litehouse::ConstraintKind::PrimaryKey)
+            ) =>
+        {
+            inner.to_string()
+        }
+        Error::Postgres { code, message } if code.as_deref() == Some("23505") => message.clone(),
+        _ => return err,
+    };
+    let index = spec
+        .indexes
+        .iter()
+        .find(|index| message.contains(&names::index_ident(collection, &index.name)))
+        .map_or_else(|| "id".to_owned(), |index| index.name.clone());
+    Error::Unique {
+        collection: collection.to_owned(),
+        index,
+        conflicting_id: None,
+    }
+}
+
+/// Replaces a document's body through `change`, checking the expected version first.
+pub(crate) async fn update(
+    c: &impl Conn,
+    collection: &str,
+    id: &str,
+    expected_version: Option<i64>,
+    change: impl FnOnce(&Document) -> Result<Map<String, Json>>,
+) -> Result<Document> {
+    let spec = load_spec(c, collection).await?;
+    let current = get(c, collection, id, true).await?;
+    check_version(collection, &current, expected_version)?;
+    let body = change(&current)?;
+    let document = Document::from_parts(
+        current.id.clone(),
+        current.created_at.clone(),
+        now_timestamp(),
+        current.version + 1,
+        body,
+    );
+    check_constraints(c, collection, &spec, &document, Origin::New).await?;
+    let dialect = c.dialect();
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE ")
+        .push(&dialect.table(collection))
+        .push(" SET doc = ")
+        .bind(Param::Json(body_text(&document.body)?))
+        .push(", updated_at = ")
+        .bind(Param::Text(document.updated_at.clone()))
+        .push(", version = ")
+        .bind(Param::Int(document.version))
+        .push(" WHERE id = ")
+        .bind(Param::Text(document.id.clone()));
+    c.execute(&sql)
+        .await
+        .map_err(|err| engine_unique(err, collection, &spec))?;
+    Ok(document)
+}
+
+pub(crate) fn check_version(
+    collection: &str,
+    current: &Document,
+    expected_version: Option<i64>,
+) -> Result<()> {
+    match expected_version {
+        Some(expected) if expected != current.version => Err(Error::VersionConflict {
+            collection: collection.to_owned(),
+            id: current.id.clone(),
+            expected,
+            actual: current.version,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Unique indexes and references, checked before the write so that errors can name the
+/// conflicting document; the unique indexes themselves remain the final guard. Imported
+/// documents skip the reference check: they come from a consistent store, and a document
+/// may name one that comes later in the same import (a self-reference).
+async fn check_constraints(
+    c: &impl Conn,
+    collection: &str,
+    spec: &CollectionSpec,
+    document: &Document,
+    origin: Origin,
+) -> Result<()> {
+    let dialect = c.dialect();
+    for index in spec.indexes.iter().filter(|index| index.unique) {
+        let mut sql = Sql::new(dialect);
+        sql.push("SELECT id FROM ")
+            .push(&dialect.table(collection))
+            .push(" WHERE ");
+        let mut complete = true;
+        for field in &index.fields {
+            let path = FieldPath::parse(&field.path)?;
+            let Some(value) = typed_value(document, &path, field.field_type) else {
+                // A missing or mistyped value is NULL in the index and never conflicts.
+                complete = false;
+                break;
+            };
+            sql.push(&dialect.extract(&path, Extract::Typed(field.field_type)))
+                .push(" = ")
+                .bind(value)
+                .push(" AND ");
+        }
+        if !complete {
+            continue;
+        }
+        sql.push("id <> ")
+            .bind(Param::Text(document.id.clone()))
+            .push(" LIMIT 1");
+        if let Some(row) = c.texts(&sql).await?.into_iter().next() {
+            return Err(Error::Unique {
+                collection: collection.to_owned(),
+                index: index.name.clone(),
+                conflicting_id: row.into_iter().next().flatten(),
+            });
+        }
+    }
+    let references = match origin {
+        Origin::New => spec.references.as_slice(),
+        Origin::Imported => &[],
+    };
+    for reference in references {
+        let path = FieldPath::parse(&reference.path)?;
+        let target_id = match document.value_at(&path) {
+            None | Some(Json::Null) => continue,
+            Some(Json::String(target_id)) => target_id,
+            Some(other) => {
+                return Err(Error::InvalidValue {
+                    path: reference.path.clone(),
+                    expected: FieldType::String,
+                    found: other.to_string().chars().take(80).collect(),
+                });
+            }
+        };
+        if reference.collection == collection && target_id == document.id {
+            continue;
+        }
+        let mut sql = Sql::new(dialect);
+        sql.push("SELECT id FROM ")
+            .push(&dialect.table(&reference.collection))
+            .push(" WHERE id = ");
+        sql.bind(Param::Text(target_id.clone()));
+        sql.push(dialect.for_key_share());
+        if c.texts(&sql).await?.is_empty() {
+            return Err(Error::ReferenceNotFound {
+                path: reference.path.clone(),
+                target_collection: reference.collection.clone(),
+                target_id,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The Rust twin of [`Dialect::extract`](crate::sql::Dialect::extract) for a typed path.
+pub(crate) fn typed_value(
+    document: &Document,
+    path: &FieldPath,
+    field_type: FieldType,
+) -> Option<Param> {
+    match (field_type, document.value_at(path)?) {
+        (FieldType::String | FieldType::Datetime, Json::String(text)) => Some(Param::Text(text)),
+        (FieldType::Number, Json::Number(number)) => Some(Param::Num(number)),
+        (FieldType::Bool, Json::Bool(flag)) => Some(Param::Bool(flag)),
+        _ => None,
+    }
+}
+
+pub(crate) async fn find(c: &impl Conn, collection: &str, plan: &Plan) -> Result<Page> {
+    let dialect = c.dialect();
+    let items = c.documents(&plan.select_sql(dialect, collection)).await?;
+    let total = if plan.count {
+        Some(c.count(&plan.count_sql(dialect, collection)).await?)
+    } else {
+        None
+    };
+    plan.page(items, total)
+}
+
+/// Documents ordered by id, after `after`, at most `limit`.
+pub(crate) async fn export(
+    c: &impl Conn,
+    collection: &str,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Document>> {
+    let dialect = c.dialect();
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(dialect.document_columns())
+        .push(" FROM ")
+        .push(&dialect.table(collection));
+    if let Some(after) = after {
+        sql.push(" WHERE id > ").bind(Param::Text(after.to_owned()));
+    }
+    sql.push(&format!(" ORDER BY id LIMIT {limit}"));
+    c.documents(&sql).await
+}

@@ -1,0 +1,134 @@
+//! The PostgreSQL implementation of [`Conn`], over a deadpool-postgres transaction.
+
+use tokio_postgres::types::ToSql;
+
+use crate::conn::Conn;
+use crate::document::Document;
+use crate::error::{Error, Result};
+use crate::sql::{Dialect, Param, Sql};
+
+/// A PostgreSQL transaction.
+pub(crate) struct PgConn<'a, 't> {
+    transaction: &'a deadpool_postgres::Transaction<'t>,
+    dialect: Dialect,
+}
+
+impl std::fmt::Debug for PgConn<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owned forms of the parameters, matching the casts [`Sql::bind`] writes.
+enum Bound {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+}
+
+fn bound(params: &[Param]) -> Vec<Bound> {
+    params
+        .iter()
+        .map(|param| match param {
+            Param::Text(text) | Param::Json(text) => Bound::Text(text.clone()),
+            Param::Num(number) => Bound::Text(number.to_string()),
+            Param::Int(int) => Bound::Int(*int),
+            Param::Bool(flag) => Bound::Bool(*flag),
+        })
+        .collect()
+}
+
+fn refs(bound: &[Bound]) -> Vec<&(dyn ToSql + Sync)> {
+    bound
+        .iter()
+        .map(|value| -> &(dyn ToSql + Sync) {
+            match value {
+                Bound::Text(text) => text,
+                Bound::Int(int) => int,
+                Bound::Bool(flag) => flag,
+            }
+        })
+        .collect()
+}
+
+impl<'a, 't> PgConn<'a, 't> {
+    pub(crate) fn new(
+        transaction: &'a deadpool_postgres::Transaction<'t>,
+        dialect: Dialect,
+    ) -> PgConn<'a, 't> {
+        PgConn {
+            transaction,
+            dialect,
+        }
+    }
+
+    async fn rows(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>> {
+        let values = bound(&sql.params);
+        Ok(self
+            .transaction
+            .query(sql.text.as_str(), &refs(&values))
+            .await?)
+    }
+}
+
+impl Conn for PgConn<'_, '_> {
+    fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    async fn documents(&self, sql: &Sql) -> Result<Vec<Document>> {
+        self.rows(sql)
+            .await?
+            .iter()
+            .map(|row| {
+                let doc: String = row.try_get(1)?;
+                Document::from_row(
+                    row.try_get(0)?,
+                    &doc,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn texts(&self, sql: &Sql) -> Result<Vec<Vec<Option<String>>>> {
+        self.rows(sql)
+            .await?
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|index| Ok(row.try_get::<_, Option<String>>(index)?))
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn count(&self, sql: &Sql) -> Result<i64> {
+        let rows = self.rows(sql).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::corrupt("count returned no row"))?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn execute(&self, sql: &Sql) -> Result<u64> {
+        let values = bound(&sql.params);
+        Ok(self
+            .transaction
+            .execute(sql.text.as_str(), &refs(&values))
+            .await?)
+    }
+
+    async fn plan(&self, sql: &Sql) -> Result<Vec<String>> {
+        let explain = sql.prefixed("EXPLAIN ");
+        self.rows(&explain)
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get::<_, String>(0)?))
+            .collect()
+    }
+}

@@ -1,0 +1,446 @@
+//! `Store`: opening a backend and the public operations, each dispatched to one engine.
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+
+use crate::cascade::{self, DeleteReport};
+use crate::catalog;
+use crate::document::{Document, check_body, merge_patch};
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::names;
+use crate::ops;
+use crate::query::{Page, Paging, Query, plan};
+use crate::spec::{CollectionInfo, CollectionSpec};
+use crate::sql::Dialect;
+
+/// Most documents in one batch insert or import.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Settings for [`Store::open_postgres_with`].
+///
+/// ```
+/// use litehouse_docs::PostgresConfig;
+/// let config = PostgresConfig { url: "postgres://postgres@127.0.0.1/app".into(), ..PostgresConfig::default() };
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// A `postgres://` URL.
+    pub url: String,
+    /// The schema holding the catalog and collection tables; created if missing.
+    pub schema: String,
+    /// Most pooled connections.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> PostgresConfig {
+        PostgresConfig {
+            url: String::new(),
+            schema: "public".into(),
+            pool_size: 16,
+        }
+    }
+}
+
+/// A JSON document store on SQLite (litehouse) or PostgreSQL, with the same behaviour on
+/// both. Cheap to clone.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use litehouse_docs::{CollectionSpec, Filter, Query, Store};
+/// use serde_json::json;
+///
+/// let db = litehouse::Database::open_memory("doc-store", litehouse::Config::default())?;
+/// let store = Store::from_database(db).await?;
+/// store.create_collection("people", CollectionSpec::default()).await?;
+/// let ada = store.create("people", json!({"name": "Ada", "age": 36})).await?;
+/// assert_eq!(ada.version, 1);
+/// let query = Query { filter: Some(Filter::gt("age", 30)), ..Query::default() };
+/// let page = store.find("people", &query).await?;
+/// assert_eq!(page.items[0].id, ada.id);
+/// # Ok::<(), litehouse_docs::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) backend: Backend,
+}
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(litehouse::Database),
+    Postgres {
+        pool: deadpool_postgres::Pool,
+        dialect: Dialect,
+    },
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Sqlite(db) => f.debug_tuple("Sqlite").field(db.location()).finish(),
+            Backend::Postgres { dialect, .. } => f.debug_tuple("Postgres").field(dialect).finish(),
+        }
+    }
+}
+
+/// Runs `$body` (an `async` expression over `$c: &impl Conn`) in one transaction of the
+/// store's engine: on SQLite inside a litehouse write or read closure, on PostgreSQL in a
+/// pooled transaction. An error rolls everything back.
+macro_rules! in_transaction {
+    ($store:expr, $mode:ident, |$c:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite(db) => db
+                .$mode(move |conn| {
+                    let $c = &$crate::conn::SqliteConn::new(conn, $crate::sql::Dialect::sqlite());
+                    $crate::conn::run_ready($body).map_err(litehouse::Error::user)
+                })
+                .await
+                .map_err($crate::error::Error::from),
+            $crate::store::Backend::Postgres { pool, dialect } => {
+                let mut client = pool.get().await?;
+                // `read` runs on a read-only snapshot; everything else writes.
+                let read_only = stringify!($mode) == "read";
+                let transaction = $crate::store::begin_postgres(&mut client, read_only).await?;
+                let result = {
+                    let $c = &$crate::pg::PgConn::new(&transaction, dialect.clone());
+                    $body.await
+                };
+                // Dropping an uncommitted transaction rolls it back.
+                match result {
+                    Ok(value) => {
+                        transaction.commit().await?;
+                        Ok(value)
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        }
+    };
+}
+pub(crate) use in_transaction;
+
+/// Reads run in a read-only REPEATABLE READ transaction, so a page and its count come from
+/// one snapshot; writes in the default READ COMMITTED, serialised by row locks.
+pub(crate) async fn begin_postgres(
+    client: &mut deadpool_postgres::Client,
+    read_only: bool,
+) -> Result<deadpool_postgres::Transaction<'_>> {
+    let builder = client.build_transaction();
+    let builder = if read_only {
+        builder
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+    } else {
+        builder
+    };
+    Ok(builder.start().await?)
+}
+
+pub(crate) fn checked_collection(collection: &str) -> Result<String> {
+    names::collection_name(collection).map(str::to_owned)
+}
+
+impl Store {
+    /// Opens (creating if needed) a SQLite file with the default litehouse config.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the file cannot be opened.
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Store> {
+        let db = litehouse::Database::open(path, litehouse::Config::default())?;
+        Store::from_database(db).await
+    }
+
+    /// Uses an open litehouse database, creating the catalog table if missing.
+    pub async fn from_database(db: litehouse::Database) -> Result<Store> {
+        let store = Store {
+            backend: Backend::Sqlite(db),
+        };
+        in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
+        Ok(store)
+    }
+
+    /// Connects to PostgreSQL at `url` and uses the `public` schema.
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        Store::open_postgres_with(PostgresConfig {
+            url: url.to_owned(),
+            ..PostgresConfig::default()
+        })
+        .await
+    }
+
+    /// Connects to PostgreSQL with `config`, creating the schema and catalog if missing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad schema name, [`Error::Postgres`] when the server
+    /// cannot be reached.
+    pub async fn open_postgres_with(config: PostgresConfig) -> Result<Store> {
+        let PostgresConfig {
+            url,
+            schema,
+            pool_size,
+        } = config;
+        litehouse::validate_identifier(&schema).map_err(|err| Error::InvalidName {
+            name: schema.clone(),
+            reason: err.to_string(),
+        })?;
+        let mut pool_config = deadpool_postgres::Config::new();
+        pool_config.url = Some(url);
+        pool_config.pool = Some(deadpool_postgres::PoolConfig::new(pool_size.max(1)));
+        let pool = pool_config
+            .create_pool(
+                Some(deadpool_postgres::Runtime::Tokio1),
+                tokio_postgres::NoTls,
+            )
+            .map_err(|err| Error::Postgres {
+                code: None,
+                message: format!("cannot create the pool: {err}"),
+            })?;
+        let client = pool.get().await?;
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
+        drop(client);
+        let store = Store {
+            backend: Backend::Postgres {
+                pool,
+                dialect: Dialect::postgres(schema),
+            },
+        };
+        in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
+        Ok(store)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Creates a collection with its indexes and references.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidPath`], [`Error::InvalidSpec`] before any SQL;
+    /// [`Error::CollectionExists`].
+    pub async fn create_collection(&self, collection: &str, spec: CollectionSpec) -> Result<()> {
+        let collection = checked_collection(collection)?;
+        spec.validate()?;
+        in_transaction!(self, transaction, |c| catalog::create_collection(
+            c,
+            &collection,
+            &spec
+        ))
+    }
+
+    /// Every collection with its spec, referenced collections first (then by name), so that a
+    /// migrate tool can create them in this order on another store.
+    pub async fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
+        in_transaction!(self, read, |c| catalog::list_collections(c))
+    }
+
+    /// One collection's spec.
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`].
+    pub async fn get_collection(&self, collection: &str) -> Result<CollectionInfo> {
+        let collection = checked_collection(collection)?;
+        let name = collection.clone();
+        let spec = in_transaction!(self, read, |c| catalog::load_spec(c, &name))?;
+        Ok(CollectionInfo {
+            name: collection,
+            spec,
+        })
+    }
+
+    /// Drops a collection and its documents.
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`]; [`Error::CollectionInUse`] when another collection's
+    /// spec references it.
+    pub async fn drop_collection(&self, collection: &str) -> Result<()> {
+        let collection = checked_collection(collection)?;
+        in_transaction!(self, transaction, |c| catalog::drop_collection(
+            c,
+            &collection
+        ))
+    }
+
+    /// Creates a document: a new UUIDv7 id, `createdAt = updatedAt = now`, version 1.
+    /// Top-level `id`, `createdAt`, `updatedAt` and `version` in `body` are ignored.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDocument`], [`Error::Unique`], [`Error::ReferenceNotFound`],
+    /// [`Error::InvalidValue`] for a reference that is not a string.
+    pub async fn create(&self, collection: &str, body: Json) -> Result<Document> {
+        let mut created = self.create_many(collection, vec![body]).await?;
+        created
+            .pop()
+            .ok_or_else(|| Error::corrupt("insert returned nothing"))
+    }
+
+    /// Creates many documents in one transaction: all or none.
+    pub async fn create_many(&self, collection: &str, bodies: Vec<Json>) -> Result<Vec<Document>> {
+        let collection = checked_collection(collection)?;
+        check_batch(bodies.len())?;
+        let documents = bodies
+            .into_iter()
+            .map(|body| Ok(ops::new_document(check_body(body)?)))
+            .collect::<Result<Vec<_>>>()?;
+        in_transaction!(self, transaction, |c| ops::insert(
+            c,
+            &collection,
+            documents,
+            ops::Origin::New
+        ))
+    }
+
+    /// Reads one document.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::CollectionNotFound`].
+    pub async fn get(&self, collection: &str, id: &str) -> Result<Document> {
+        let collection = checked_collection(collection)?;
+        let id = id.to_owned();
+        in_transaction!(self, read, |c| async {
+            catalog::load_spec(c, &collection).await?;
+            ops::get(c, &collection, &id, false).await
+        })
+    }
+
+    /// Replaces a document's body; with `expected_version`, only if it is at that version.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::VersionConflict`], [`Error::Unique`], ...
+    pub async fn replace(
+        &self,
+        collection: &str,
+        id: &str,
+        body: Json,
+        expected_version: Option<i64>,
+    ) -> Result<Document> {
+        let collection = checked_collection(collection)?;
+        let body = check_body(body)?;
+        let id = id.to_owned();
+        in_transaction!(self, transaction, |c| ops::update(
+            c,
+            &collection,
+            &id,
+            expected_version,
+            |_| Ok(body)
+        ))
+    }
+
+    /// Applies an RFC 7386 JSON merge patch (an object; `null` removes a key).
+    ///
+    /// # Errors
+    /// As [`Store::replace`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use litehouse_docs::{CollectionSpec, Error, Store};
+    /// # use serde_json::json;
+    /// # let store = Store::from_database(litehouse::Database::open_memory("doc-patch", litehouse::Config::default())?).await?;
+    /// # store.create_collection("notes", CollectionSpec::default()).await?;
+    /// let note = store.create("notes", json!({"title": "draft", "tags": ["a"]})).await?;
+    /// let note = store.patch("notes", &note.id, json!({"title": null, "done": true}), Some(1)).await?;
+    /// assert_eq!(note.to_json()["done"], true);
+    /// assert!(note.body.get("title").is_none());
+    /// // Someone else's write moved the version on: the stale patch is refused.
+    /// let stale = store.patch("notes", &note.id, json!({"done": false}), Some(1)).await;
+    /// assert!(matches!(stale, Err(Error::VersionConflict { actual: 2, .. })));
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn patch(
+        &self,
+        collection: &str,
+        id: &str,
+        patch: Json,
+        expected_version: Option<i64>,
+    ) -> Result<Document> {
+        let collection = checked_collection(collection)?;
+        if !patch.is_object() {
+            return Err(Error::InvalidDocument {
+                reason: "a merge patch for a document must be an object".into(),
+            });
+        }
+        let id = id.to_owned();
+        in_transaction!(self, transaction, |c| ops::update(
+            c,
+            &collection,
+            &id,
+            expected_version,
+            |current| {
+                let mut body = Json::Object(current.body.clone());
+                merge_patch(&mut body, &patch);
+                check_body(body)
+            }
+        ))
+    }
+
+    /// Deletes a document, applying reference rules (cascade, restrict, set null) through
+    /// every chain, in one transaction.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::VersionConflict`], [`Error::Restricted`] naming a
+    /// referencing document.
+    pub async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<DeleteReport> {
+        let collection = checked_collection(collection)?;
+        let id = id.to_owned();
+        in_transaction!(self, transaction, |c| cascade::delete(
+            c,
+            &collection,
+            &id,
+            expected_version
+        ))
+    }
+
+    /// Runs a query: filter, sort (NULLs last, `id` tie-breaker), page or cursor, count.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`], [`Error::InvalidPath`], [`Error::InvalidValue`],
+    /// [`Error::InvalidQuery`], [`Error::InvalidCursor`] before any query SQL is built.
+    pub async fn find(&self, collection: &str, query: &Query) -> Result<Page> {
+        let collection = checked_collection(collection)?;
+        let query = query.clone();
+        in_transaction!(self, read, |c| async {
+            let spec = catalog::load_spec(c, &collection).await?;
+            let plan = plan(&query, &spec.path_types()?)?;
+            ops::find(c, &collection, &plan).await
+        })
+    }
+
+    /// Counts the documents matching `filter` (all when `None`).
+    pub async fn count(&self, collection: &str, filter: Option<Filter>) -> Result<u64> {
+        let query = Query {
+            filter,
+            paging: Paging::Cursor {
+                after: None,
+                per_page: 1,
+            },
+            ..Query::default()
+        };
+        let page = self.find(collection, &query).await?;
+        page.total_items
+            .ok_or_else(|| Error::corrupt("count missing"))
+    }
+}
+
+pub(crate) fn check_batch(len: usize) -> Result<()> {
+    if len > MAX_BATCH {
+        return Err(Error::InvalidDocument {
+            reason: format!("at most {MAX_BATCH} documents per batch"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! The integration binary: one conformance suite, run against SQLite always and against
+//! PostgreSQL when `LITEHOUSE_TEST_PG` is set.
+
+mod conformance;
+mod crud;
+mod eval;
+mod hostile;
+mod property;
+mod util;
