@@ -21,6 +21,9 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Scratch directory for database files; each workload makes its own files inside it.
     pub dir: PathBuf,
+    /// PostgreSQL URL for workloads that also measure the PostgreSQL backend; they skip
+    /// that part (and say so in a note) when it is `None`.
+    pub pg: Option<String>,
 }
 
 impl BenchOptions {

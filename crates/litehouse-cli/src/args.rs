@@ -39,6 +39,9 @@ pub(crate) struct BenchArgs {
     /// List the workloads and exit.
     #[arg(long)]
     pub(crate) list: bool,
+    /// PostgreSQL URL for the workloads that also measure the PostgreSQL backend.
+    #[arg(long, env = "LITEHOUSE_BENCH_PG")]
+    pub(crate) pg: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

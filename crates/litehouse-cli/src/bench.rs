@@ -16,6 +16,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         workload: wanted,
         dir,
         list,
+        pg,
     } = args;
     let all = workloads();
     if list {
@@ -49,7 +50,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         None => scratch.path().to_path_buf(),
     };
-    let options = BenchOptions { quick, dir };
+    let options = BenchOptions { quick, dir, pg };
     let progress = ProgressBar::new(selected.len() as u64);
     progress.set_style(
         ProgressStyle::with_template(
