@@ -318,43 +318,46 @@ fn point_reads(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyh
     )?;
     db.blocking_execute(ITEMS, ())?;
     db.blocking_execute_many(INSERT, (0..READ_ROWS).map(|i| (i as i64, PAYLOAD)))?;
+    let read_row = |row: &rusqlite::Row<'_>| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?));
     for readers in [1, 2, 4] {
-        let counted = runner::threads(
-            readers,
-            duration,
-            |worker| worker,
-            |worker, iteration| {
-                db.blocking_query_row(POINT_READ, (id_for(*worker, iteration),), |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                })
-                .is_ok()
-            },
-        );
-        report(measured("W4", "litehouse", readers, counted));
-
-        let counted = runner::threads(
-            readers,
-            duration,
-            |worker| {
-                // The same cache and mmap settings litehouse's readers use, so the ratio
-                // measures the layer, not the pragmas.
-                let conn = Connection::open(&path).expect("reader connection");
-                conn.execute_batch("PRAGMA cache_size=-32000; PRAGMA mmap_size=134217728;")
-                    .expect("pragmas");
-                (worker, conn)
-            },
-            |(worker, conn), iteration| {
-                conn.prepare_cached(POINT_READ)
-                    .and_then(|mut statement| {
-                        statement.query_row([id_for(*worker, iteration)], |row| {
-                            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        // Alternate the two implementations in short rounds and add the rounds up, so drift
+        // in the machine's load (it is shared and noisy) does not favour whichever ran first.
+        let rounds = 4;
+        let slice = duration / rounds;
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(runner::threads(
+                readers,
+                slice,
+                |worker| worker,
+                |worker, iteration| {
+                    db.blocking_query_row(POINT_READ, (id_for(*worker, iteration),), read_row)
+                        .is_ok()
+                },
+            ));
+            theirs.push(runner::threads(
+                readers,
+                slice,
+                |worker| {
+                    // The same cache and mmap settings litehouse's readers use, so the ratio
+                    // measures the layer, not the pragmas.
+                    let conn = Connection::open(&path).expect("reader connection");
+                    conn.execute_batch("PRAGMA cache_size=-32000; PRAGMA mmap_size=134217728;")
+                        .expect("pragmas");
+                    (worker, conn)
+                },
+                |(worker, conn), iteration| {
+                    conn.prepare_cached(POINT_READ)
+                        .and_then(|mut statement| {
+                            statement.query_row([id_for(*worker, iteration)], read_row)
                         })
-                    })
-                    .is_ok()
-            },
-        );
+                        .is_ok()
+                },
+            ));
+        }
+        report(measured("W4", "litehouse", readers, runner::sum(&ours)));
         report(
-            measured("W4", "rusqlite", readers, counted)
+            measured("W4", "rusqlite", readers, runner::sum(&theirs))
                 .with_note("own connection per thread, same pragmas"),
         );
     }

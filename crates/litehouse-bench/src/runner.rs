@@ -108,6 +108,15 @@ where
     })
 }
 
+/// Adds several runs up into one.
+pub(crate) fn sum(runs: &[Counted]) -> Counted {
+    Counted {
+        ok: runs.iter().map(|run| run.ok).sum(),
+        failed: runs.iter().map(|run| run.failed).sum(),
+        elapsed: runs.iter().map(|run| run.elapsed).sum(),
+    }
+}
+
 fn total(counts: Vec<(u64, u64)>, started: Instant) -> Counted {
     Counted {
         ok: counts.iter().map(|c| c.0).sum(),

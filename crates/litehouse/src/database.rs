@@ -323,12 +323,10 @@ impl Database {
     pub fn blocking_read<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.check_open()?;
         let conn = self.inner.readers.pool.checkout()?;
-        let started = Instant::now();
+        let started = self.inner.stats.start_read(conn.slot());
         let result = catch_unwind(AssertUnwindSafe(|| work(&conn)))
             .unwrap_or_else(|payload| Err(Error::panic(payload)));
-        self.inner
-            .stats
-            .read(conn.slot(), started.elapsed(), result.is_ok());
+        self.inner.stats.read(conn.slot(), started, result.is_ok());
         result
     }
 
@@ -346,10 +344,10 @@ impl Database {
             let Some(conn) = conn else {
                 return reply.send(Err(Error::Closed));
             };
-            let started = Instant::now();
+            let started = stats.start_read(conn.slot());
             let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
                 .unwrap_or_else(|payload| Err(Error::panic(payload)));
-            stats.read(conn.slot(), started.elapsed(), result.is_ok());
+            stats.read(conn.slot(), started, result.is_ok());
             reply.send(result);
         });
         self.inner.readers.send_async(job).await?;

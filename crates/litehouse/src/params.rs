@@ -2,6 +2,7 @@
 
 use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 
@@ -10,7 +11,7 @@ use crate::error::{Error, Result};
 /// Build them with [`params!`](crate::params), from a tuple of [`ToSql`] values, from `()` for
 /// none, or from a `Vec<Value>`.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Params(pub(crate) Vec<Value>);
+pub struct Params(pub(crate) SmallVec<[Value; 4]>);
 
 impl Params {
     /// The values, in order.
@@ -28,7 +29,7 @@ impl Params {
 ///
 /// # Errors
 /// [`Error::Parameter`] if the value cannot be represented.
-pub fn to_value(value: &dyn ToSql) -> Result<Value> {
+pub fn to_value<T: ToSql + ?Sized>(value: &T) -> Result<Value> {
     match value.to_sql()? {
         ToSqlOutput::Borrowed(value_ref) => Ok(match value_ref {
             ValueRef::Null => Value::Null,
@@ -45,12 +46,37 @@ pub fn to_value(value: &dyn ToSql) -> Result<Value> {
 }
 
 /// Anything that can become [`Params`].
-pub trait IntoParams {
+pub trait IntoParams: Sized {
     /// Converts into owned parameters.
     ///
     /// # Errors
     /// [`Error::Parameter`] if a value cannot be represented.
     fn into_params(self) -> Result<Params>;
+
+    /// Binds the values onto `statement` directly, checking their count. Blocking reads use
+    /// this to skip the owned copy that only crossing a thread needs.
+    ///
+    /// # Errors
+    /// [`Error::Parameter`] for a wrong count or a value that cannot be represented.
+    fn bind_to(self, statement: &mut rusqlite::Statement<'_>) -> Result<()> {
+        let params = self.into_params()?;
+        check_count(statement, params.0.len())?;
+        for (index, value) in params.0.iter().enumerate() {
+            statement.raw_bind_parameter(index + 1, value)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_count(statement: &rusqlite::Statement<'_>, given: usize) -> Result<()> {
+    let expected = statement.parameter_count();
+    if given == expected {
+        Ok(())
+    } else {
+        Err(Error::Parameter {
+            message: format!("the statement takes {expected} parameters but {given} were given"),
+        })
+    }
 }
 
 impl IntoParams for Params {
@@ -61,13 +87,13 @@ impl IntoParams for Params {
 
 impl IntoParams for Vec<Value> {
     fn into_params(self) -> Result<Params> {
-        Ok(Params(self))
+        Ok(Params(SmallVec::from_vec(self)))
     }
 }
 
 impl IntoParams for () {
     fn into_params(self) -> Result<Params> {
-        Ok(Params(Vec::new()))
+        Ok(Params(SmallVec::new()))
     }
 }
 
@@ -77,7 +103,19 @@ macro_rules! tuple_params {
             #[allow(non_snake_case)]
             fn into_params(self) -> Result<Params> {
                 let ($($name,)+) = self;
-                Ok(Params(vec![$(to_value(&$name)?),+]))
+                // Up to four values stay inline: no allocation for typical statements.
+                Ok(Params(smallvec::smallvec![$(to_value(&$name)?),+]))
+            }
+
+            #[allow(non_snake_case)]
+            fn bind_to(self, statement: &mut rusqlite::Statement<'_>) -> Result<()> {
+                let ($($name,)+) = self;
+                let values: &[&dyn ToSql] = &[$(&$name),+];
+                check_count(statement, values.len())?;
+                for (index, value) in values.iter().enumerate() {
+                    statement.raw_bind_parameter(index + 1, value)?;
+                }
+                Ok(())
             }
         }
     };

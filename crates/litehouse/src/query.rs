@@ -6,7 +6,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::Database;
 use crate::error::{Error, Result};
-use crate::params::{IntoParams, Params};
+use crate::params::IntoParams;
 
 /// A row as a JSON object keyed by column name.
 pub type JsonRow = Map<String, Json>;
@@ -24,22 +24,28 @@ fn prepare_read<'c>(conn: &'c Connection, sql: &str) -> Result<rusqlite::CachedS
 fn map_rows<T>(
     conn: &Connection,
     sql: &str,
-    params: &Params,
+    params: impl IntoParams,
     mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
     let mut statement = prepare_read(conn, sql)?;
-    let rows = statement.query_map(params.bind(), |row| map(row))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<T>>>()?)
+    params.bind_to(&mut statement)?;
+    let mut rows = statement.raw_query();
+    let mut mapped = Vec::new();
+    while let Some(row) = rows.next()? {
+        mapped.push(map(row)?);
+    }
+    Ok(mapped)
 }
 
 fn first_row<T>(
     conn: &Connection,
     sql: &str,
-    params: &Params,
+    params: impl IntoParams,
     map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Option<T>> {
     let mut statement = prepare_read(conn, sql)?;
-    let mut rows = statement.query(params.bind())?;
+    params.bind_to(&mut statement)?;
+    let mut rows = statement.raw_query();
     match rows.next()? {
         Some(row) => Ok(Some(map(row)?)),
         None => Ok(None),
@@ -98,8 +104,7 @@ impl Database {
         params: impl IntoParams,
         map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>> {
-        let params = params.into_params()?;
-        self.blocking_read(|conn| map_rows(conn, sql, &params, map))
+        self.blocking_read(|conn| map_rows(conn, sql, params, map))
     }
 
     /// Async twin of [`blocking_query_map`](Database::blocking_query_map).
@@ -115,7 +120,7 @@ impl Database {
     {
         let sql = sql.to_owned();
         let params = params.into_params()?;
-        self.read(move |conn| map_rows(conn, &sql, &params, map))
+        self.read(move |conn| map_rows(conn, &sql, params, map))
             .await
     }
 
@@ -172,8 +177,7 @@ impl Database {
         params: impl IntoParams,
         map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>> {
-        let params = params.into_params()?;
-        self.blocking_read(|conn| first_row(conn, sql, &params, map))
+        self.blocking_read(|conn| first_row(conn, sql, params, map))
     }
 
     /// Async twin of [`blocking_query_optional`](Database::blocking_query_optional).
@@ -189,7 +193,7 @@ impl Database {
     {
         let sql = sql.to_owned();
         let params = params.into_params()?;
-        self.read(move |conn| first_row(conn, &sql, &params, map))
+        self.read(move |conn| first_row(conn, &sql, params, map))
             .await
     }
 }

@@ -5,9 +5,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
-use crossbeam_queue::ArrayQueue;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
 
@@ -24,16 +24,33 @@ pub(crate) struct ReaderConnection {
     pub(crate) slot: usize,
 }
 
-/// Idle connections in a lock-free queue, so concurrent readers do not serialize on a mutex
-/// to borrow and return them; the mutex and condvar are only for waiting when none is idle.
+/// Reader connections, each in its own slot while idle. A thread goes back to the slot it used
+/// last, so a single reader keeps reusing one connection with warm caches (a FIFO queue would
+/// rotate it through every connection), and concurrent readers do not share a lock: each slot
+/// is only touched by whoever takes or returns its connection. The mutex and condvar are only
+/// for waiting when every connection is busy.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    idle: ArrayQueue<ReaderConnection>,
+    slots: Vec<CachePadded<Mutex<Option<ReaderConnection>>>>,
     closed: AtomicBool,
     waiters: AtomicUsize,
     wait_lock: Mutex<()>,
     available: Condvar,
 }
+
+/// Keeps a value on its own cache lines, so threads using neighbouring slots do not slow each
+/// other down by writing to the same line (false sharing).
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+thread_local! {
+    /// The slot this thread used last (a hint; any pool, taken modulo its size).
+    static PREFERRED_SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Spreads threads without a preference over different starting slots.
+static NEXT_START: AtomicUsize = AtomicUsize::new(0);
 
 /// A borrowed reader connection; returned to the pool on drop.
 #[derive(Debug)]
@@ -71,13 +88,13 @@ impl Drop for PooledConnection<'_> {
 
 impl Pool {
     fn new(connections: Vec<Connection>) -> Pool {
-        let idle = ArrayQueue::new(connections.len().max(1));
-        for (slot, conn) in connections.into_iter().enumerate() {
-            // The queue was sized for exactly these connections.
-            let _ = idle.push(ReaderConnection { conn, slot });
-        }
+        let slots = connections
+            .into_iter()
+            .enumerate()
+            .map(|(slot, conn)| CachePadded(Mutex::new(Some(ReaderConnection { conn, slot }))))
+            .collect();
         Pool {
-            idle,
+            slots,
             closed: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
             wait_lock: Mutex::new(()),
@@ -85,16 +102,32 @@ impl Pool {
         }
     }
 
+    /// Takes an idle connection, trying this thread's last slot first.
     fn take(&self) -> Result<Option<PooledConnection<'_>>> {
-        // SeqCst on `closed`, `waiters` and the queue: a returner that sees no waiter must be
-        // seen by the waiter's next pop (see `give_back`).
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        Ok(self.idle.pop().map(|connection| PooledConnection {
-            pool: self,
-            connection: Some(connection),
-        }))
+        let count = self.slots.len();
+        let start = PREFERRED_SLOT.with(|preferred| {
+            preferred.get().unwrap_or_else(|| {
+                // Relaxed: only a spreading hint, no data is published through it.
+                NEXT_START.fetch_add(1, Ordering::Relaxed)
+            })
+        });
+        for offset in 0..count {
+            let index = (start + offset) % count;
+            let Some(mut slot) = self.slots[index].0.try_lock() else {
+                continue;
+            };
+            if let Some(connection) = slot.take() {
+                PREFERRED_SLOT.with(|preferred| preferred.set(Some(index)));
+                return Ok(Some(PooledConnection {
+                    pool: self,
+                    connection: Some(connection),
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Borrows a connection, waiting until one is free.
@@ -102,12 +135,16 @@ impl Pool {
         if let Some(conn) = self.take()? {
             return Ok(conn);
         }
+        // Register as a waiter before the last look, and fence, so a connection returned
+        // concurrently is either seen by that look or its returner sees us and wakes us.
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         let mut guard = self.wait_lock.lock();
         let result = loop {
             match self.take() {
                 Ok(Some(conn)) => break Ok(conn),
-                Ok(None) => self.available.wait(&mut guard),
+                // The timeout is a backstop only; wake-ups come from `give_back`.
+                Ok(None) => drop(self.available.wait_for(&mut guard, WAIT_BACKSTOP)),
                 Err(err) => break Err(err),
             }
         };
@@ -120,12 +157,11 @@ impl Pool {
             // Closing drops connections as they come back.
             return;
         }
-        // Never full: only connections taken from this queue come back to it.
-        let _ = self.idle.push(connection);
-        // A waiter registers before its last look at the queue, so either it sees this
-        // connection or we see it waiting and wake it (under the lock, so the wake-up cannot
-        // fall between its look and its wait).
+        let index = connection.slot;
+        *self.slots[index].0.lock() = Some(connection);
+        fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
+            // Under the lock, so the wake-up cannot fall between a waiter's look and its wait.
             let _guard = self.wait_lock.lock();
             self.available.notify_one();
         }
@@ -133,11 +169,15 @@ impl Pool {
 
     fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        while self.idle.pop().is_some() {}
+        for slot in &self.slots {
+            drop(slot.0.lock().take());
+        }
         let _guard = self.wait_lock.lock();
         self.available.notify_all();
     }
 }
+
+const WAIT_BACKSTOP: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The pool plus the async reader threads.
 #[derive(Debug)]
