@@ -45,10 +45,12 @@
 #![warn(missing_docs)]
 
 mod backup;
+mod buffer;
 mod config;
 mod database;
 mod error;
 mod ident;
+mod logdb;
 mod maintenance;
 mod params;
 mod query;
@@ -61,10 +63,14 @@ mod write;
 mod writer;
 
 pub use backup::BackupProgress;
+pub use buffer::{BufferConfig, BufferStats, Row, WriteBuffer};
 pub use config::{Config, Profile};
 pub use database::{Database, Location};
 pub use error::{ConstraintKind, Error, Result};
 pub use ident::{MAX_IDENTIFIER_LEN, quote_identifier, validate_identifier};
+pub use logdb::{
+    LogConfig, LogDatabase, LogEntry, LogLayer, LogLevel, LogOrder, LogQuery, LogStats,
+};
 pub use maintenance::Checkpoint;
 pub use params::{IntoParams, Params, to_value};
 pub use query::{JsonRow, row_to_json, value_to_json};

@@ -63,14 +63,19 @@ on_writer!(
 
 on_writer!(
     /// Frees up to `pages` free pages (all of them for `None`). Only does something on a
-    /// database created with `auto_vacuum=INCREMENTAL` (set it with a pragma override before
-    /// the first table is created, then vacuum once).
+    /// database created with `auto_vacuum=INCREMENTAL` (set it with a pragma override when the
+    /// file is created).
     blocking_incremental_vacuum, incremental_vacuum, (), |conn, pages: Option<u32>| {
         let sql = match pages {
             Some(pages) => format!("PRAGMA incremental_vacuum({pages})"),
             None => "PRAGMA incremental_vacuum".to_owned(),
         };
-        Ok(conn.execute_batch(&sql)?)
+        // The pragma frees one page per step, so it must be stepped until it is done;
+        // `execute_batch` would step it only once.
+        let mut statement = conn.prepare(&sql)?;
+        let mut rows = statement.query([])?;
+        while rows.next()?.is_some() {}
+        Ok(())
     }
 );
 

@@ -119,7 +119,10 @@ impl StatsCollector {
     /// percentiles. Counts stay exact.
     pub(crate) fn start_read(&self, slot: usize) -> Option<Instant> {
         let slot = &self.reads[slot % self.reads.len()].0;
-        let sampled = slot.count.load(Ordering::Relaxed) % READ_SAMPLE_EVERY == 0;
+        let sampled = slot
+            .count
+            .load(Ordering::Relaxed)
+            .is_multiple_of(READ_SAMPLE_EVERY);
         sampled.then(Instant::now)
     }
 

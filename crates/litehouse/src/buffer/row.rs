@@ -56,7 +56,10 @@ impl Row {
 impl<K: Into<String>> FromIterator<(K, Value)> for Row {
     fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Row {
         Row {
-            columns: iter.into_iter().map(|(name, value)| (name.into(), value)).collect(),
+            columns: iter
+                .into_iter()
+                .map(|(name, value)| (name.into(), value))
+                .collect(),
             error: None,
         }
     }
@@ -208,7 +211,10 @@ mod tests {
     use super::*;
 
     fn cols(pairs: &[(&str, i64)]) -> Columns {
-        pairs.iter().map(|(name, value)| ((*name).to_owned(), Value::Integer(*value))).collect()
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), Value::Integer(*value)))
+            .collect()
     }
 
     fn reduce(ops: Vec<Op>) -> Pending {
@@ -229,11 +235,31 @@ mod tests {
         let ab = || cols(&[("a", 1), ("b", 2)]);
         check(vec![Op::Upsert(a()), Op::Update(b())], None, Some(ab()));
         check(vec![Op::Upsert(a()), Op::Upsert(b())], None, Some(ab()));
-        check(vec![Op::Update(a()), Op::Update(b())], Some(Prefix::Update(ab())), None);
-        check(vec![Op::Update(a()), Op::Upsert(b())], Some(Prefix::Update(a())), Some(b()));
-        check(vec![Op::Upsert(a()), Op::Delete], Some(Prefix::Delete), None);
-        check(vec![Op::Delete, Op::Update(a())], Some(Prefix::Delete), None);
-        check(vec![Op::Delete, Op::Upsert(a()), Op::Update(b())], Some(Prefix::Delete), Some(ab()));
+        check(
+            vec![Op::Update(a()), Op::Update(b())],
+            Some(Prefix::Update(ab())),
+            None,
+        );
+        check(
+            vec![Op::Update(a()), Op::Upsert(b())],
+            Some(Prefix::Update(a())),
+            Some(b()),
+        );
+        check(
+            vec![Op::Upsert(a()), Op::Delete],
+            Some(Prefix::Delete),
+            None,
+        );
+        check(
+            vec![Op::Delete, Op::Update(a())],
+            Some(Prefix::Delete),
+            None,
+        );
+        check(
+            vec![Op::Delete, Op::Upsert(a()), Op::Update(b())],
+            Some(Prefix::Delete),
+            Some(ab()),
+        );
         check(
             vec![Op::Upsert(cols(&[("a", 1)])), Op::Update(cols(&[("a", 5)]))],
             None,
