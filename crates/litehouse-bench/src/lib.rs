@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod buffer;
+mod docs;
 mod engine;
+mod logging;
 mod peers;
 mod runner;
 
@@ -117,5 +120,8 @@ pub struct Workload {
 pub fn workloads() -> Vec<Workload> {
     let mut all = Vec::new();
     all.extend(engine::workloads());
+    all.extend(docs::workloads());
+    all.extend(buffer::workloads());
+    all.extend(logging::workloads());
     all
 }

@@ -19,6 +19,16 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// Inspect and maintain a database file.
     Db(DbArgs),
+    /// Copy a document store to another backend (SQLite <-> PostgreSQL) and verify it.
+    ///
+    /// Copies every collection with its spec, then its documents in batches, then compares
+    /// the document count and a checksum per collection. A store is `sqlite:FILE` or
+    /// `postgres://USER@HOST:PORT/DB[?schema=NAME]`. Exit code 0: verified; 1: a count or
+    /// checksum differs; 2: an error stopped the migrate.
+    Migrate(crate::migrate::MigrateArgs),
+    /// Print the entries of a log database (written by litehouse's LogDatabase), newest last;
+    /// filter by level, age, target and text, or follow new entries.
+    Logs(crate::logs::LogsArgs),
 }
 
 #[derive(Debug, clap::Args)]

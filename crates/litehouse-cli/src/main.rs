@@ -1,5 +1,5 @@
-//! The `litehouse` command: benchmarks and database maintenance (more commands come with the
-//! server and sync crates).
+//! The `litehouse` command: benchmarks, database maintenance, migration between backends,
+//! and reading log databases (more commands come with the server and sync crates).
 
 use std::process::ExitCode;
 
@@ -8,6 +8,8 @@ use clap::Parser;
 mod args;
 mod bench;
 mod db;
+mod logs;
+mod migrate;
 
 use args::{Args, Command};
 
@@ -35,5 +37,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Bench(bench) => bench::run(bench).map(|()| ExitCode::SUCCESS),
         Command::Db(db) => db::run(db),
+        Command::Migrate(migrate) => migrate::run(migrate),
+        Command::Logs(logs) => logs::run(logs).map(|()| ExitCode::SUCCESS),
     }
 }

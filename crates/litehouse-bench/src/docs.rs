@@ -1,0 +1,446 @@
+//! Document store workloads D1-D2: litehouse-docs on SQLite and, with `--pg`, PostgreSQL.
+//!
+//! D1 loads one data set per backend and measures everything that reads it, so the (slow)
+//! load of a million documents happens once per backend and not once per query kind. Each
+//! PostgreSQL run uses a schema of its own, dropped at the end.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use litehouse_docs::{
+    CollectionSpec, FieldType, Filter, IndexSpec, OnDelete, Paging, PostgresConfig, Query,
+    ReferenceSpec, Sort, Store,
+};
+use serde_json::{Value as Json, json};
+
+use crate::{BenchOptions, Measurement, Workload};
+
+pub(crate) fn workloads() -> Vec<Workload> {
+    vec![
+        Workload {
+            id: "D1",
+            title: "documents: create_many, then filter + sort + first page of 50 (equality and 1% range; indexed, then not), counts, single creates",
+            // Rows are different operations; a ratio between them would mean nothing.
+            reference: "none",
+            run: load_and_query,
+        },
+        Workload {
+            id: "D2",
+            title: "documents: delete one parent, cascading to 10k children",
+            reference: "sqlite",
+            run: cascade_delete,
+        },
+    ]
+}
+
+/// Documents per `create_many`.
+const BATCH: u64 = 1000;
+/// Distinct values of `category` (indexed) and `group` (not indexed).
+const KEYS: u64 = 100;
+/// `price` (indexed) and `weight` (not indexed) are spread over `0..SPREAD`; a range query
+/// asks for 1% of it.
+const SPREAD: u64 = 100_000;
+const PAGE: u64 = 50;
+
+/// A store on one backend, and how to remove it afterwards.
+struct Backend {
+    name: &'static str,
+    store: Store,
+    /// PostgreSQL: the URL and the schema to drop.
+    schema: Option<(String, String)>,
+}
+
+impl Backend {
+    /// The SQLite backend, then PostgreSQL when `--pg` is given.
+    async fn each(opts: &BenchOptions, tag: &str) -> anyhow::Result<Vec<Backend>> {
+        let path = opts.db_path(&format!("{tag}-sqlite"));
+        let mut backends = vec![Backend {
+            name: "sqlite",
+            store: Store::open_sqlite(&path).await?,
+            schema: None,
+        }];
+        if let Some(url) = &opts.pg {
+            let schema = format!("lh_bench_{}_{}", tag.to_lowercase(), std::process::id());
+            drop_schema(url, &schema).await?;
+            let store = Store::open_postgres_with(PostgresConfig {
+                url: url.clone(),
+                schema: schema.clone(),
+                pool_size: 4,
+            })
+            .await
+            .context("could not open the PostgreSQL store given by --pg")?;
+            backends.push(Backend {
+                name: "pg",
+                store,
+                schema: Some((url.clone(), schema)),
+            });
+        }
+        Ok(backends)
+    }
+
+    fn label(&self, what: &str) -> String {
+        format!("{} {what}", self.name)
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        let Backend { store, schema, .. } = self;
+        drop(store);
+        if let Some((url, schema)) = schema {
+            drop_schema(&url, &schema).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("could not connect to the PostgreSQL server given by --pg")?;
+    let task = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .with_context(|| format!("could not drop schema {schema}"))?;
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+/// Added to the first note of a workload when PostgreSQL is not measured.
+fn skipped(opts: &BenchOptions) -> &'static str {
+    match opts.pg {
+        Some(_) => "",
+        None => "; PostgreSQL skipped: pass --pg URL (or set LITEHOUSE_BENCH_PG)",
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("could not start a tokio runtime")
+}
+
+/// splitmix64: a cheap, well-spread, deterministic value per document number.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Document `i`: indexed `category` (string) + `score` (number) and `price` (number), and
+/// their unindexed twins `group` + `rank` and `weight`, with the same distributions.
+fn document(i: u64) -> Json {
+    let (a, b) = (mix(i), mix(i ^ 0x5555_5555));
+    json!({
+        "category": format!("c{}", a % KEYS),
+        "score": (a >> 8) % 1_000_000,
+        "price": (a >> 32) % SPREAD,
+        "group": format!("g{}", b % KEYS),
+        "rank": (b >> 8) % 1_000_000,
+        "weight": (b >> 32) % SPREAD,
+        "title": format!("item {i}"),
+        "tags": ["bench", format!("t{}", i % 7)],
+        "n": i,
+    })
+}
+
+fn items_spec() -> CollectionSpec {
+    CollectionSpec {
+        indexes: vec![
+            IndexSpec::new(
+                "by_category_score",
+                [
+                    ("category", FieldType::String),
+                    ("score", FieldType::Number),
+                ],
+            ),
+            IndexSpec::new("by_price", [("price", FieldType::Number)]),
+        ],
+        references: vec![],
+    }
+}
+
+/// What a timed loop measured.
+struct Timed {
+    ops: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    /// What the last operation returned (a count, say).
+    last: u64,
+}
+
+impl Timed {
+    fn measurement(&self, id: &str, implementation: &str) -> Measurement {
+        Measurement::new(id, implementation, 1, self.ops, 0, self.elapsed)
+    }
+
+    /// `p50 0.12 ms, p95 0.20 ms`.
+    fn percentiles(&mut self) -> String {
+        self.latencies.sort_unstable();
+        let at = |fraction: f64| {
+            let index = ((self.latencies.len() as f64 * fraction) as usize)
+                .min(self.latencies.len().saturating_sub(1));
+            self.latencies
+                .get(index)
+                .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
+        };
+        format!("p50 {:.2} ms, p95 {:.2} ms", at(0.50), at(0.95))
+    }
+}
+
+/// Runs `op(iteration)` one after another until `window` has passed and at least `min_ops`
+/// ran, timing each.
+async fn timed<F, Fut>(window: Duration, min_ops: u64, mut op: F) -> anyhow::Result<Timed>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = anyhow::Result<u64>>,
+{
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let (mut iteration, mut last) = (0, 0);
+    while started.elapsed() < window || iteration < min_ops {
+        let one = Instant::now();
+        last = op(iteration).await?;
+        latencies.push(one.elapsed());
+        iteration += 1;
+    }
+    Ok(Timed {
+        ops: iteration,
+        elapsed: started.elapsed(),
+        latencies,
+        last,
+    })
+}
+
+fn load_and_query(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        // After a failure, the remaining backends are still finished (their schemas dropped).
+        let mut outcome = Ok(());
+        for backend in Backend::each(opts, "D1").await? {
+            if outcome.is_ok() {
+                outcome = load_and_query_on(opts, report, &backend).await;
+            }
+            backend.finish().await?;
+        }
+        outcome
+    })
+}
+
+async fn load_and_query_on(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+) -> anyhow::Result<()> {
+    load(opts, report, backend).await?;
+    backend.store.analyze().await?;
+    query_pages(opts, report, backend).await?;
+    count(opts, report, backend).await?;
+    create_singles(opts, report, backend).await
+}
+
+/// Loads the data set into `items` with `create_many`, timing it.
+async fn load(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+) -> anyhow::Result<()> {
+    let documents = opts.pick(100_000, 1_000_000);
+    let store = &backend.store;
+    store.create_collection("items", items_spec()).await?;
+    let started = Instant::now();
+    for start in (0..documents).step_by(BATCH as usize) {
+        let bodies = (start..(start + BATCH).min(documents)).map(document);
+        store.create_many("items", bodies.collect()).await?;
+    }
+    let elapsed = started.elapsed();
+    let label = backend.label("create_many");
+    report(
+        Measurement::new("D1", &label, 1, documents, 0, elapsed).with_note(format!(
+            "{documents} documents in batches of {BATCH}, 2 indexes{}",
+            skipped(opts)
+        )),
+    );
+    Ok(())
+}
+
+async fn query_pages(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+) -> anyhow::Result<()> {
+    let store = &backend.store;
+    for (what, query) in page_queries() {
+        let explain = store.explain("items", &query(0)).await?;
+        let plan = if explain.uses_index {
+            "index"
+        } else {
+            "full scan"
+        };
+        let window = opts.pick(Duration::from_millis(300), Duration::from_secs(3));
+        let min_ops = if explain.uses_index { 1 } else { 3 };
+        // Each iteration asks for another key or range, so no two in a row are the same.
+        let mut result = timed(window, min_ops, |i| {
+            let query = query(i);
+            async move {
+                let page = store.find("items", &query).await?;
+                let items = page.items.len() as u64;
+                anyhow::ensure!(items == PAGE, "a short page: {items}");
+                Ok(items)
+            }
+        })
+        .await?;
+        let note = format!("{}, {plan}", result.percentiles());
+        report(
+            result
+                .measurement("D1", &backend.label(what))
+                .with_note(note),
+        );
+    }
+    Ok(())
+}
+
+async fn count(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+) -> anyhow::Result<()> {
+    let store = &backend.store;
+    let counts: [(&str, Option<Filter>); 3] = [
+        ("count", None),
+        ("count idx", Some(Filter::eq("category", "c7"))),
+        ("count scan", Some(Filter::eq("group", "g7"))),
+    ];
+    for (what, filter) in counts {
+        let window = opts.pick(Duration::from_millis(300), Duration::from_secs(3));
+        let mut result = timed(window, 3, |_| {
+            let filter = filter.clone();
+            async move { Ok(store.count("items", filter).await?) }
+        })
+        .await?;
+        let note = format!("{}, {} counted", result.percentiles(), result.last);
+        report(
+            result
+                .measurement("D1", &backend.label(what))
+                .with_note(note),
+        );
+    }
+    Ok(())
+}
+
+/// Single creates, one after another. They go to a collection of their own, so `items`
+/// keeps exactly the loaded documents (a migrate test can reuse the file).
+async fn create_singles(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+) -> anyhow::Result<()> {
+    let store = &backend.store;
+    store.create_collection("singles", items_spec()).await?;
+    let window = opts.pick(Duration::from_millis(500), Duration::from_secs(5));
+    let mut result = timed(window, 1, |i| async move {
+        store.create("singles", document(i)).await?;
+        Ok(1)
+    })
+    .await?;
+    let note = format!("{}, one transaction each, one task", result.percentiles());
+    report(
+        result
+            .measurement("D1", &backend.label("create"))
+            .with_note(note),
+    );
+    Ok(())
+}
+
+type QueryFor = fn(u64) -> Query;
+
+/// The page queries: a filter, a sort, the first page of 50, no count.
+fn page_queries() -> [(&'static str, QueryFor); 4] {
+    fn page(filter: Filter, sort: &str) -> Query {
+        Query {
+            filter: Some(filter),
+            sort: vec![Sort::asc(sort)],
+            paging: Paging::Page {
+                page: 1,
+                per_page: PAGE,
+            },
+            count: false,
+        }
+    }
+    fn range(path: &str, i: u64) -> Filter {
+        // 1% of the spread, starting anywhere that leaves a full page.
+        let low = mix(i) % (SPREAD - SPREAD / 50);
+        Filter::all([Filter::gte(path, low), Filter::lt(path, low + SPREAD / 100)])
+    }
+    [
+        ("eq idx", |i| {
+            page(Filter::eq("category", format!("c{}", i % KEYS)), "score")
+        }),
+        ("range idx", |i| page(range("price", i), "price")),
+        ("eq scan", |i| {
+            page(Filter::eq("group", format!("g{}", i % KEYS)), "rank")
+        }),
+        ("range scan", |i| page(range("weight", i), "weight")),
+    ]
+}
+
+fn cascade_delete(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let mut outcome = Ok(());
+        for backend in Backend::each(opts, "D2").await? {
+            if outcome.is_ok() {
+                outcome = cascade_delete_on(opts, report, &backend).await;
+            }
+            backend.finish().await?;
+        }
+        outcome
+    })
+}
+
+async fn cascade_delete_on(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+) -> anyhow::Result<()> {
+    let children: u64 = 10_000;
+    let store = &backend.store;
+    store
+        .create_collection("parents", CollectionSpec::default())
+        .await?;
+    let spec = CollectionSpec {
+        indexes: vec![],
+        references: vec![ReferenceSpec::new("parent", "parents", OnDelete::Cascade)],
+    };
+    store.create_collection("children", spec).await?;
+    let parent = store.create("parents", json!({"name": "root"})).await?;
+    let loaded = Instant::now();
+    for start in (0..children).step_by(BATCH as usize) {
+        let bodies = (start..(start + BATCH).min(children))
+            .map(|i| json!({"parent": parent.id, "n": i, "title": format!("child {i}")}));
+        store.create_many("children", bodies.collect()).await?;
+    }
+    let loaded = loaded.elapsed();
+    let started = Instant::now();
+    let deleted = store.delete("parents", &parent.id, None).await?;
+    let elapsed = started.elapsed();
+    let removed: u64 = deleted.deleted.values().sum();
+    anyhow::ensure!(
+        removed == children + 1,
+        "the cascade deleted {removed} documents, expected {}",
+        children + 1
+    );
+    report(
+        Measurement::new("D2", backend.name, 1, removed, 0, elapsed).with_note(format!(
+            "one delete of {removed} documents in {:.0} ms (loading the children took {:.0} ms){}",
+            elapsed.as_secs_f64() * 1000.0,
+            loaded.as_secs_f64() * 1000.0,
+            skipped(opts)
+        )),
+    );
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Integration tests: each runs the real `litehouse` binary.
+
+mod migrate;
