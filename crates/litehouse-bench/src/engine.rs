@@ -93,7 +93,7 @@ fn inserts(
     profile: Profile,
 ) -> anyhow::Result<()> {
     let writers = 64;
-    let duration = opts.pick(Duration::from_millis(1500), Duration::from_secs(5));
+    let duration = opts.pick(Duration::from_millis(1200), Duration::from_secs(5));
     let sync = synchronous(profile);
     let config = Config {
         profile,

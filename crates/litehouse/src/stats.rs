@@ -129,9 +129,14 @@ impl StatsCollector {
     /// Records one read on reader connection `slot`.
     pub(crate) fn read(&self, slot: usize, started: Option<Instant>, ok: bool) {
         let slot = &self.reads[slot % self.reads.len()].0;
-        slot.count.fetch_add(1, Ordering::Relaxed);
+        // Only the thread holding this slot's connection writes its counters, so a plain
+        // load and store suffice (no locked read-modify-write); readers of the snapshot may
+        // see a count one behind, which is fine for statistics.
+        slot.count
+            .store(slot.count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         if !ok {
-            slot.errors.fetch_add(1, Ordering::Relaxed);
+            slot.errors
+                .store(slot.errors.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
         if let Some(started) = started {
             let _ = slot.latency.lock().record(micros(started.elapsed()));
