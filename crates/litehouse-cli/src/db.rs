@@ -2,23 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use indicatif::ProgressBar;
-use litehouse::{Config, Database};
 
 use crate::args::{DbAction, DbArgs};
 
 pub(crate) fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
     let DbArgs { file, action } = args;
-    anyhow::ensure!(file.exists(), "{} does not exist", file.display());
-    let db = Database::open(
-        &file,
-        Config {
-            readers: 1,
-            ..Config::default()
-        },
-    )
-    .with_context(|| format!("could not open {}", file.display()))?;
+    let db = crate::open_existing(&file)?;
     match action {
         DbAction::Check => {
             let problems = db.blocking_integrity_check()?;

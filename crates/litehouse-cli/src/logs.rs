@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use litehouse::{Config, Database, LogEntry, LogLevel, LogOrder, LogQuery};
+use litehouse::{Database, LogEntry, LogLevel, LogOrder, LogQuery};
 
 /// How often `--follow` looks for new entries.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -48,15 +48,7 @@ pub(crate) fn run(args: LogsArgs) -> anyhow::Result<()> {
         follow,
         limit,
     } = args;
-    anyhow::ensure!(file.exists(), "{} does not exist", file.display());
-    let db = Database::open(
-        &file,
-        Config {
-            readers: 1,
-            ..Config::default()
-        },
-    )
-    .with_context(|| format!("could not open {}", file.display()))?;
+    let db = crate::open_existing(&file)?;
     let since = since.map(|age| {
         SystemTime::now()
             .checked_sub(age)

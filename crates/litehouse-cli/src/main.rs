@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 mod args;
@@ -30,6 +31,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Opens a database file that must already exist (opening a mistyped path would silently
+/// create an empty database), with one reader: the commands are single-threaded.
+fn open_existing(file: &std::path::Path) -> anyhow::Result<litehouse::Database> {
+    anyhow::ensure!(
+        file.exists(),
+        "{} does not exist: check the path",
+        file.display()
+    );
+    let config = litehouse::Config {
+        readers: 1,
+        ..litehouse::Config::default()
+    };
+    litehouse::Database::open(file, config)
+        .with_context(|| format!("could not open {}", file.display()))
 }
 
 fn run() -> anyhow::Result<ExitCode> {

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use litehouse::{Database, Error, LogConfig, LogDatabase, LogLevel, LogOrder, LogQuery};
 use tracing_subscriber::layer::SubscriberExt;
 
+use crate::util::hold_writer;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn open(config: LogConfig) -> Result<(tempfile::TempDir, LogDatabase), Error> {
@@ -17,30 +19,6 @@ fn open(config: LogConfig) -> Result<(tempfile::TempDir, LogDatabase), Error> {
 
 fn dispatch(logs: &LogDatabase) -> tracing::Dispatch {
     tracing::Dispatch::new(tracing_subscriber::registry().with(logs.layer()))
-}
-
-/// Keeps the log database's engine writer busy until the returned sender is used or dropped,
-/// so the log writer thread cannot write and the channel fills up.
-fn hold_writer(
-    db: &Database,
-) -> (
-    mpsc::Sender<()>,
-    std::thread::JoinHandle<litehouse::Result<()>>,
-) {
-    let (release, wait_for_release) = mpsc::channel::<()>();
-    let (entered, wait_for_entry) = mpsc::channel::<()>();
-    let holder = db.clone();
-    let thread = std::thread::spawn(move || {
-        holder.blocking_transaction(move |_| {
-            let _ = entered.send(());
-            let _ = wait_for_release.recv();
-            Ok(())
-        })
-    });
-    wait_for_entry
-        .recv()
-        .expect("the holding transaction starts");
-    (release, thread)
 }
 
 #[test]
@@ -182,6 +160,8 @@ fn a_logging_storm_never_blocks_and_every_event_is_logged_or_counted_as_dropped(
     let (_dir, logs) = open(config)?;
     // The log database cannot write at all while the storm runs: if sending an event ever
     // waited for the database, the storm threads would never finish.
+    // Keep the log database's engine writer busy, so the log writer thread cannot write and
+    // the channel fills up.
     let (release, holder) = hold_writer(logs.database());
     let (done, storm_finished) = mpsc::channel();
     const THREADS: u64 = 8;
