@@ -125,7 +125,7 @@ impl Config {
         conn.set_prepared_statement_cache_capacity(self.statement_cache_capacity);
         match role {
             Role::Writer => conn.busy_timeout(WRITER_BUSY_SLICE)?,
-            Role::Reader => conn.busy_timeout(self.busy_budget)?,
+            Role::Reader => conn.busy_timeout(clamp_busy_timeout(self.busy_budget))?,
         }
         // Pragmas that shape the file format only work before the file has content, and
         // switching to WAL writes the header: apply those overrides first.
@@ -164,6 +164,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// SQLite takes its busy timeout in milliseconds as an `i32` (about 24.8 days); a longer
+/// budget (`Duration::MAX` for "wait forever") is clamped to that rather than rejected.
+pub(crate) fn clamp_busy_timeout(budget: Duration) -> Duration {
+    budget.min(Duration::from_millis(i32::MAX as u64))
 }
 
 fn is_file_format(name: &str) -> bool {

@@ -183,23 +183,26 @@ impl Database {
     /// too.
     pub fn blocking_close(&self) -> Result<()> {
         self.check_not_on_writer()?;
-        let Some(message) = self.inner.begin_close() else {
-            return Ok(());
-        };
+        self.inner.mark_closed();
+        // Every closer queues its own Shutdown and waits for it: the queue is FIFO, so even a
+        // second, concurrent close returns only once everything queued before has finished.
         let (reply, wait) = reply::blocking();
-        self.inner.writer.send(message(reply))?;
+        self.inner.writer.send(Message::Shutdown(reply))?;
         let result = wait();
         self.inner.readers.close();
         result
     }
 
-    /// Async twin of [`blocking_close`](Database::blocking_close).
+    /// Async twin of [`blocking_close`](Database::blocking_close). If the future is dropped
+    /// before it finishes, the database still refuses new work, and the last handle's drop
+    /// completes the shutdown.
     pub async fn close(&self) -> Result<()> {
-        let Some(message) = self.inner.begin_close() else {
-            return Ok(());
-        };
+        self.inner.mark_closed();
         let (reply, receiver) = reply::asynchronous();
-        self.inner.writer.send_async(message(reply)).await?;
+        self.inner
+            .writer
+            .send_async(Message::Shutdown(reply))
+            .await?;
         let result = reply::wait(receiver).await;
         self.inner.readers.close();
         result
@@ -217,8 +220,9 @@ impl Database {
     fn check_not_on_writer(&self) -> Result<()> {
         if self.inner.writer.is_current_thread() {
             return Err(Error::Misuse {
-                message: "a transaction closure called a blocking write method of its own \
-                          database; use the connection passed to the closure instead"
+                message: "a transaction closure called a blocking method of its own database, \
+                          which would wait for the writer it runs on; use the connection passed \
+                          to the closure instead"
                     .into(),
             });
         }
@@ -272,7 +276,9 @@ impl Database {
         Box::new(move |conn| match conn {
             None => reply.send(Err(Error::Closed)),
             Some(conn) => {
-                let result = work(conn);
+                // A restore's progress callback is user code: its panic is that caller's error.
+                let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+                    .unwrap_or_else(|payload| Err(Error::panic(payload)));
                 stats.op(OpKind::Maintenance, result.is_ok());
                 reply.send(result);
             }
@@ -286,6 +292,7 @@ impl Database {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         self.check_open()?;
+        self.check_not_on_writer()?;
         let (reply, wait) = reply::blocking();
         self.inner
             .writer
@@ -322,6 +329,8 @@ impl Database {
     /// ```
     pub fn blocking_read<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.check_open()?;
+        // On the writer, a read could wait for a reader whose holder waits for this writer.
+        self.check_not_on_writer()?;
         let conn = self.inner.readers.pool.checkout()?;
         let started = self.inner.stats.start_read(conn.slot());
         let result = catch_unwind(AssertUnwindSafe(|| work(&conn)))
@@ -356,30 +365,25 @@ impl Database {
 }
 
 impl Inner {
-    /// Marks the database closed; returns the shutdown message to send, or `None` if it was
-    /// already closed.
-    fn begin_close(&self) -> Option<impl FnOnce(Reply<()>) -> Message + use<>> {
-        // AcqRel: whoever flips the flag sends the one Shutdown; everyone after sees it.
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        Some(Message::Shutdown)
+    /// Refuses new work from now on.
+    fn mark_closed(&self) {
+        // Release: a caller that sees the flag also sees everything before the close began.
+        self.closed.store(true, Ordering::Release);
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(message) = self.begin_close() {
-            let (reply, wait) = reply::blocking();
-            if self.writer.is_current_thread() {
-                // A closure on the writer dropped the last handle: the writer cannot wait for
-                // itself, so it gets the shutdown after its current group.
-                let _ = self.writer.try_send(message(reply));
-            } else if self.writer.send(message(reply)).is_ok() {
-                let _ = wait();
-            }
-            self.readers.close();
+        self.mark_closed();
+        let (reply, wait) = reply::blocking();
+        if self.writer.is_current_thread() {
+            // A closure on the writer dropped the last handle: the writer cannot wait for
+            // itself, so it gets the shutdown after its current group.
+            let _ = self.writer.try_send(Message::Shutdown(reply));
+        } else if self.writer.send(Message::Shutdown(reply)).is_ok() {
+            let _ = wait();
         }
+        self.readers.close();
         self.writer.join();
         self.readers.join();
     }

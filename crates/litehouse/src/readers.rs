@@ -47,6 +47,9 @@ pub(crate) struct CachePadded<T>(pub(crate) T);
 thread_local! {
     /// The slot this thread used last (a hint; any pool, taken modulo its size).
     static PREFERRED_SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+    /// The address of the pool this thread holds a connection from (0 for none): a read
+    /// nested inside a read of the same database would wait for its own connection.
+    static HELD_POOL: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Spreads threads without a preference over different starting slots.
@@ -57,6 +60,8 @@ static NEXT_START: AtomicUsize = AtomicUsize::new(0);
 pub(crate) struct PooledConnection<'a> {
     pool: &'a Pool,
     connection: Option<ReaderConnection>,
+    /// What `HELD_POOL` was before this checkout, restored on drop.
+    previously_held: usize,
 }
 
 impl PooledConnection<'_> {
@@ -80,6 +85,7 @@ impl Deref for PooledConnection<'_> {
 
 impl Drop for PooledConnection<'_> {
     fn drop(&mut self) {
+        HELD_POOL.with(|held| held.set(self.previously_held));
         if let Some(connection) = self.connection.take() {
             self.pool.give_back(connection);
         }
@@ -121,17 +127,31 @@ impl Pool {
             };
             if let Some(connection) = slot.take() {
                 PREFERRED_SLOT.with(|preferred| preferred.set(Some(index)));
+                let previously_held = HELD_POOL.with(|held| held.replace(self.address()));
                 return Ok(Some(PooledConnection {
                     pool: self,
                     connection: Some(connection),
+                    previously_held,
                 }));
             }
         }
         Ok(None)
     }
 
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     /// Borrows a connection, waiting until one is free.
     pub(crate) fn checkout(&self) -> Result<PooledConnection<'_>> {
+        if HELD_POOL.with(Cell::get) == self.address() {
+            return Err(Error::Misuse {
+                message: "a read closure called a read method of its own database, which can \
+                          wait forever for a connection it holds itself; use the connection \
+                          passed to the closure instead"
+                    .into(),
+            });
+        }
         if let Some(conn) = self.take()? {
             return Ok(conn);
         }
@@ -153,12 +173,23 @@ impl Pool {
     }
 
     fn give_back(&self, connection: ReaderConnection) {
+        if !connection.conn.is_autocommit() {
+            // A closure began a transaction and did not end it (an error, a panic): end it
+            // here, or the next reader would see that old snapshot and pin the WAL.
+            if let Err(err) = connection.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(%err, "could not roll back a reader's open transaction");
+            }
+        }
         if self.closed.load(Ordering::SeqCst) {
             // Closing drops connections as they come back.
             return;
         }
         let index = connection.slot;
         *self.slots[index].0.lock() = Some(connection);
+        if self.closed.load(Ordering::SeqCst) {
+            // Closed while we were putting it back: close() may have emptied the slots already.
+            drop(self.slots[index].0.lock().take());
+        }
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             // Under the lock, so the wake-up cannot fall between a waiter's look and its wait.

@@ -173,7 +173,17 @@ impl WriterHandle {
 
 /// Refuses transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE) from user code, so
 /// a closure cannot end the group's transaction under its neighbours.
+///
+/// The authorizer only sees statements as they are compiled, and the writer's own COMMIT sits
+/// compiled in the statement cache where user code could reach it with `prepare_cached`; and
+/// after SQLite rolled a group back on its own, a closure's further statements would each
+/// autocommit. So a commit hook also vetoes every commit while user code runs: SQLite then
+/// rolls back instead, and the group fails as a whole (nothing is committed behind the
+/// writer's back).
 fn install_guard(conn: &mut Connection, in_user_code: Arc<AtomicBool>) -> Result<()> {
+    let in_user_code_at_commit = Arc::clone(&in_user_code);
+    // Relaxed: the flag is written and read by the writer thread only.
+    conn.commit_hook(Some(move || in_user_code_at_commit.load(Ordering::Relaxed)))?;
     conn.authorizer(Some(move |context: AuthContext<'_>| {
         // Relaxed: the flag is written and read by the writer thread only.
         let guarded = in_user_code.load(Ordering::Relaxed);
@@ -326,7 +336,9 @@ fn begin(conn: &Connection, context: &WriterContext) -> Result<()> {
         .map(|_| ())
 }
 
-/// Runs one request inside its savepoint; rolls back to it when the request failed.
+/// Runs one request inside its savepoint; rolls back to it when the request failed. If the
+/// savepoint statements themselves fail, the whole transaction is rolled back, so the caller
+/// sees the autocommit state and fails the group: a request's work is never left half undone.
 fn run_one(conn: &Connection, queued: &mut Queued, in_user_code: &AtomicBool) -> Result<(), Error> {
     let statement = |sql: &str| -> Result<()> {
         conn.prepare_cached(sql)?.execute([])?;
@@ -336,16 +348,18 @@ fn run_one(conn: &Connection, queued: &mut Queued, in_user_code: &AtomicBool) ->
     in_user_code.store(true, Ordering::Relaxed);
     let failure = queued.job.run(conn);
     in_user_code.store(false, Ordering::Relaxed);
-    match failure {
+    let undo = match &failure {
         None => statement(RELEASE),
-        Some(err) => {
-            if !conn.is_autocommit() {
-                statement(ROLLBACK_TO)?;
-                statement(RELEASE)?;
-            }
-            Err(err)
+        Some(_) if conn.is_autocommit() => Ok(()),
+        Some(_) => statement(ROLLBACK_TO).and_then(|()| statement(RELEASE)),
+    };
+    if let Err(err) = undo {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
+        return Err(failure.unwrap_or(err));
     }
+    failure.map_or(Ok(()), Err)
 }
 
 fn finish_all(

@@ -117,3 +117,45 @@ fn maintenance_operations_run_between_groups() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_panicking_backup_callback_leaves_no_stale_snapshot_behind() -> TestResult {
+    let (dir, _path, db) = file_db(Config {
+        readers: 1,
+        ..Config::default()
+    })?;
+    db.blocking_execute("CREATE TABLE t(x BLOB)", ())?;
+    db.blocking_execute_many(
+        "INSERT INTO t VALUES (randomblob(2000))",
+        (0..2_000).map(|_| ()),
+    )?;
+    let err = db
+        .blocking_backup(dir.path().join("copy.db"), |_| {
+            panic!("progress callback failed")
+        })
+        .unwrap_err();
+    assert!(matches!(err, litehouse::Error::Panic { .. }), "{err:?}");
+    db.blocking_execute("INSERT INTO t VALUES (1)", ())?;
+    assert_eq!(count(&db, "t"), 2_001, "the acknowledged insert is visible");
+    // And the reader can run another backup (no transaction was left open on it).
+    db.blocking_backup(dir.path().join("copy2.db"), |_| {})?;
+    Ok(())
+}
+
+#[test]
+fn restore_from_a_locked_source_gives_busy_and_the_writer_goes_on() -> TestResult {
+    let (dir, _path, db) = file_db(Config {
+        busy_budget: std::time::Duration::from_millis(200),
+        ..Config::default()
+    })?;
+    let source = dir.path().join("locked.db");
+    let locker = rusqlite::Connection::open(&source)?;
+    locker.execute_batch(
+        "CREATE TABLE s(x); INSERT INTO s VALUES (1); BEGIN EXCLUSIVE; INSERT INTO s VALUES (2);",
+    )?;
+    let err = db.blocking_restore(source, |_| {}).unwrap_err();
+    assert!(err.is_busy(), "{err:?}");
+    db.blocking_execute("CREATE TABLE still_writing(x)", ())?;
+    drop(locker);
+    Ok(())
+}
