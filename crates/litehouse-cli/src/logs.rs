@@ -163,39 +163,13 @@ fn format_entry(entry: &LogEntry) -> String {
     line
 }
 
-/// Microseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmmZ` (UTC).
+/// Microseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmmZ` (UTC); a value outside
+/// the calendar's range (a corrupt row) prints as the raw number.
 fn format_time(unix_micros: i64) -> String {
-    let seconds = unix_micros.div_euclid(1_000_000);
-    let millis = unix_micros.rem_euclid(1_000_000) / 1000;
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{millis:03}Z",
-        second_of_day / 3600,
-        second_of_day % 3600 / 60,
-        second_of_day % 60
+    jiff::Timestamp::from_microsecond(unix_micros).map_or_else(
+        |_| format!("{unix_micros}µs"),
+        |time| time.strftime("%Y-%m-%d %H:%M:%S%.3fZ").to_string(),
     )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm:
-/// shift to eras of 400 years that start on March 1, so leap days fall at the end).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

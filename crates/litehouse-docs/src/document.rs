@@ -210,42 +210,12 @@ pub(crate) fn merge_patch(target: &mut Json, patch: &Json) {
 
 /// The current time as RFC 3339 UTC with microseconds, e.g. `2026-11-22T18:30:00.123456Z`.
 pub(crate) fn now_timestamp() -> String {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format_timestamp(since_epoch.as_secs() as i64, since_epoch.subsec_micros())
+    format_timestamp(jiff::Timestamp::now())
 }
 
-fn format_timestamp(seconds: i64, micros: u32) -> String {
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60
-    )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// Always six fractional digits, so timestamps sort as text in time order on both engines.
+fn format_timestamp(time: jiff::Timestamp) -> String {
+    time.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// True for `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`.
@@ -287,9 +257,10 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(format_timestamp(0, 0), "1970-01-01T00:00:00.000000Z");
+        let at = |seconds, micros| jiff::Timestamp::new(seconds, micros * 1000).unwrap();
+        assert_eq!(format_timestamp(at(0, 0)), "1970-01-01T00:00:00.000000Z");
         assert_eq!(
-            format_timestamp(1_709_210_096, 7),
+            format_timestamp(at(1_709_210_096, 7)),
             "2024-02-29T12:34:56.000007Z"
         );
         assert!(is_rfc3339_utc(&now_timestamp()));
