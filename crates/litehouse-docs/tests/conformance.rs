@@ -9,7 +9,7 @@ use litehouse_docs::{
 use serde_json::{Value as Json, json};
 
 use crate::eval::{Types, matches, sort_docs};
-use crate::util::{note, on_each_backend};
+use crate::util::{TestResult, note, on_each_backend};
 
 /// The documents every case runs over; `k` labels each one.
 fn dataset() -> Vec<Json> {
@@ -191,37 +191,60 @@ fn expected(docs: &[Json], filter: &Filter, sort: &[Sort], types: &Types) -> Vec
         .collect()
 }
 
+/// Runs every filter of `cases` (with `sort`) on the backend and through the in-memory
+/// evaluator, and fails listing every case where the two disagree.
+async fn check_against_evaluator(
+    store: &Store,
+    collection: &str,
+    docs: &[Json],
+    cases: &[Filter],
+    sort: &[Sort],
+    types: &Types,
+    what: &str,
+) -> TestResult {
+    let mut failures = Vec::new();
+    for filter in cases {
+        let got = all_ids(store, collection, Some(filter.clone()), sort.to_vec()).await?;
+        let want = expected(docs, filter, sort, types);
+        if got != want {
+            failures.push(format!(
+                "{filter:?}\n   got  {:?}\n   want {:?}",
+                labels(docs, &got),
+                labels(docs, &want)
+            ));
+        }
+    }
+    note(&format!(
+        "conformance[{}]: {what} {} cases, {} passed",
+        store.engine(),
+        cases.len(),
+        cases.len() - failures.len()
+    ));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operator_on_every_type() {
     on_each_backend(|store| async move {
         let docs = load(&store, "things", CollectionSpec::default()).await?;
         let cases = filter_cases();
-        let mut failures = Vec::new();
-        for filter in &cases {
-            let got = all_ids(&store, "things", Some(filter.clone()), vec![]).await?;
-            let want = expected(&docs, filter, &[], &Types::new());
-            if got != want {
-                failures.push(format!(
-                    "{filter:?}\n   got  {:?}\n   want {:?}",
-                    labels(&docs, &got),
-                    labels(&docs, &want)
-                ));
-            }
-        }
-        note(&format!(
-            "conformance[{}]: filters {} cases, {} passed",
-            store.engine(),
-            cases.len(),
-            cases.len() - failures.len()
-        ));
-        assert!(
-            failures.is_empty(),
-            "{} of {} cases failed:\n{}",
-            failures.len(),
-            cases.len(),
-            failures.join("\n")
-        );
-        Ok(())
+        check_against_evaluator(
+            &store,
+            "things",
+            &docs,
+            &cases,
+            &[],
+            &Types::new(),
+            "filters",
+        )
+        .await
     })
     .await;
 }
@@ -689,27 +712,18 @@ async fn every_operator_on_declared_types() {
             .map(|doc| doc.to_json())
             .collect();
         let cases = typed_filter_cases();
-        let mut failures = Vec::new();
-        for filter in &cases {
-            let sort = vec![Sort::desc("str"), Sort::asc("num")];
-            let got = all_ids(&store, "typed", Some(filter.clone()), sort.clone()).await?;
-            let want = expected(&docs, filter, &sort, &typed_types());
-            if got != want {
-                failures.push(format!(
-                    "{filter:?}\n   got  {:?}\n   want {:?}",
-                    labels(&docs, &got),
-                    labels(&docs, &want)
-                ));
-            }
-        }
-        note(&format!(
-            "conformance[{}]: declared types {} cases, {} passed",
-            store.engine(),
-            cases.len(),
-            cases.len() - failures.len()
-        ));
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-        Ok(())
+        let sort = [Sort::desc("str"), Sort::asc("num")];
+        let types = typed_types();
+        check_against_evaluator(
+            &store,
+            "typed",
+            &docs,
+            &cases,
+            &sort,
+            &types,
+            "declared types",
+        )
+        .await
     })
     .await;
 }
