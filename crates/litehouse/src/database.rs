@@ -10,10 +10,11 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
-use crate::readers::{ReadJob, Readers};
+use crate::readers::{ReadJob, Readers, install_read_guard, refused_as_read_only};
 use crate::reply::{self, Reply};
 use crate::retry::BusyRetry;
 use crate::stats::{OpKind, StatsCollector};
+use crate::worker::catch;
 use crate::writer::{ClosureJob, ExclusiveJob, Message, WriterContext, WriterHandle};
 
 /// A SQLite database with one writer thread (group commit) and a pool of readers.
@@ -136,8 +137,9 @@ impl Database {
         // Readers open only after the writer has switched the file to WAL.
         let reader_conns = (0..config.readers)
             .map(|_| {
-                let conn = location.open_connection()?;
+                let mut conn = location.open_connection()?;
                 config.apply(&conn, Role::Reader, in_memory)?;
+                install_read_guard(&mut conn)?;
                 Ok(conn)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -216,6 +218,11 @@ impl Database {
         }
     }
 
+    /// True when called from this database's writer thread (inside a transaction closure).
+    pub(crate) fn is_writer_thread(&self) -> bool {
+        self.inner.writer.is_current_thread()
+    }
+
     /// A blocking write from the writer thread itself would wait for itself forever.
     fn check_not_on_writer(&self) -> Result<()> {
         if self.inner.writer.is_current_thread() {
@@ -277,9 +284,9 @@ impl Database {
             None => reply.send(Err(Error::Closed)),
             Some(conn) => {
                 // A restore's progress callback is user code: its panic is that caller's error.
-                let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
-                    .unwrap_or_else(|payload| Err(Error::panic(payload)));
+                let result = catch(|| work(conn));
                 stats.op(OpKind::Maintenance, result.is_ok());
+                stats.count_busy(&result);
                 reply.send(result);
             }
         })
@@ -333,9 +340,9 @@ impl Database {
         self.check_not_on_writer()?;
         let conn = self.inner.readers.pool.checkout()?;
         let started = self.inner.stats.start_read(conn.slot());
-        let result = catch_unwind(AssertUnwindSafe(|| work(&conn)))
-            .unwrap_or_else(|payload| Err(Error::panic(payload)));
+        let result = refused_as_read_only(catch(|| work(&conn)));
         self.inner.stats.read(conn.slot(), started, result.is_ok());
+        self.inner.stats.count_busy(&result);
         result
     }
 
@@ -354,9 +361,9 @@ impl Database {
                 return reply.send(Err(Error::Closed));
             };
             let started = stats.start_read(conn.slot());
-            let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
-                .unwrap_or_else(|payload| Err(Error::panic(payload)));
+            let result = refused_as_read_only(catch(|| work(conn)));
             stats.read(conn.slot(), started, result.is_ok());
+            stats.count_busy(&result);
             reply.send(result);
         });
         self.inner.readers.send_async(job).await?;
@@ -373,14 +380,53 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    /// The last handle closes the database: everything queued is finished first.
+    ///
+    /// Waiting for that would block whoever drops the handle. On a plain thread it waits. On
+    /// a multi-threaded tokio runtime it waits inside `block_in_place`, so the runtime moves
+    /// its other tasks to another worker meanwhile. Where waiting is impossible (on the writer
+    /// itself, when a closure dropped the last handle, or on a current-thread runtime) the
+    /// shutdown is queued instead and the writer and readers finish the drain, close their
+    /// connections and end on their own. Call [`Database::close`] from async code to wait for
+    /// the close and see its result.
     fn drop(&mut self) {
         self.mark_closed();
+        let on_writer = self.writer.is_current_thread();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        if !on_writer && runtime.is_none() {
+            return self.close_and_join();
+        }
+        let multi_threaded = runtime.is_some_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if !on_writer && multi_threaded && !std::thread::panicking() {
+            // `block_in_place` refuses (panics before running anything) inside a `LocalSet`;
+            // then the drain is handed over as on a current-thread runtime.
+            let mut closed = false;
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                tokio::task::block_in_place(|| {
+                    closed = true;
+                    self.close_and_join();
+                });
+            }));
+            if closed {
+                return;
+            }
+        }
+        let (reply, _) = reply::blocking();
+        // `try_send` never waits; if the queue is full, the disconnect below still ends the
+        // writer after it has answered every queued request.
+        let _ = self.writer.try_send(Message::Shutdown(reply));
+        self.readers.close();
+        self.writer.detach();
+        self.readers.detach();
+    }
+}
+
+impl Inner {
+    fn close_and_join(&mut self) {
         let (reply, wait) = reply::blocking();
-        if self.writer.is_current_thread() {
-            // A closure on the writer dropped the last handle: the writer cannot wait for
-            // itself, so it gets the shutdown after its current group.
-            let _ = self.writer.try_send(Message::Shutdown(reply));
-        } else if self.writer.send(Message::Shutdown(reply)).is_ok() {
+        if self.writer.send(Message::Shutdown(reply)).is_ok() {
             let _ = wait();
         }
         self.readers.close();

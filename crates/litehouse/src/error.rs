@@ -58,6 +58,30 @@ pub enum Error {
         /// The buffer's `max_buffer_size`.
         capacity: usize,
     },
+    /// A [`WriteBuffer`](crate::WriteBuffer) wrote every row it could, but the database
+    /// refused `rows` of them for good (a constraint, a value the column cannot take). They
+    /// are kept, with their errors, in the `_litehouse_rejected` table of the same database:
+    /// read them with [`WriteBuffer::rejected`](crate::WriteBuffer::rejected), fix and replay
+    /// them with [`WriteBuffer::retry_rejected`](crate::WriteBuffer::retry_rejected).
+    #[error(
+        "the database rejected {rows} buffered rows, kept in _litehouse_rejected (last: {message}); read them with WriteBuffer::rejected"
+    )]
+    Rejected {
+        /// Rows rejected during the buffer's life.
+        rows: u64,
+        /// The last rejection's error.
+        message: String,
+    },
+    /// A [`LogDatabase`](crate::LogDatabase) shut down without writing `entries` log
+    /// entries, because the write failed (for example another process held the file's lock
+    /// for longer than the busy budget). They are counted in `LogStats::dropped` too.
+    #[error("{entries} log entries could not be written at shutdown: {source}")]
+    Unwritten {
+        /// Entries lost.
+        entries: u64,
+        /// Why the last write failed.
+        source: Box<Error>,
+    },
     /// A constraint rejected the write. Nothing of that request was written.
     #[error("{kind:?} constraint failed: {message}")]
     Constraint {
@@ -183,14 +207,11 @@ impl Error {
         }
     }
 
+    /// The error for a panic caught from user code. The payload is dropped here, and a
+    /// payload whose own `Drop` panics is leaked instead, so building this never unwinds.
     pub(crate) fn panic(payload: Box<dyn std::any::Any + Send>) -> Error {
-        let message = if let Some(text) = payload.downcast_ref::<&str>() {
-            (*text).to_owned()
-        } else if let Some(text) = payload.downcast_ref::<String>() {
-            text.clone()
-        } else {
-            "non-string panic payload".to_owned()
-        };
+        let message = crate::worker::panic_message(payload.as_ref());
+        crate::worker::contain_drop(payload);
         Error::Panic { message }
     }
 

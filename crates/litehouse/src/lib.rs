@@ -59,11 +59,12 @@ mod reply;
 mod retry;
 mod script;
 mod stats;
+mod worker;
 mod write;
 mod writer;
 
 pub use backup::BackupProgress;
-pub use buffer::{BufferConfig, BufferStats, Row, WriteBuffer};
+pub use buffer::{BufferConfig, BufferStats, REJECTED_TABLE, RejectedRow, Row, WriteBuffer};
 pub use config::{Config, Profile};
 pub use database::{Database, Location};
 pub use error::{ConstraintKind, Error, Result};

@@ -3,15 +3,16 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
 use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::error::{Error, Result};
+use crate::worker::{Worker, contain};
 
 /// A read job for a reader thread. It gets `None` once the database is closed and must then
 /// reply with `Closed`.
@@ -208,6 +209,82 @@ impl Pool {
     }
 }
 
+/// Makes a reader connection refuse every statement that could write, whatever the closure
+/// running on it tries: `query_only` alone is a pragma that user code can turn off again.
+///
+/// Denied while compiling a statement (the caller gets [`Error::ReadOnly`]): INSERT, UPDATE,
+/// DELETE and every CREATE, DROP and ALTER, temporary tables, views and triggers included
+/// (they live on this connection only, but a reader is for reading); ATTACH and DETACH;
+/// REINDEX and ANALYZE; and every PRAGMA that sets something or acts (`query_only = OFF`,
+/// `journal_mode = ...`, `optimize`, `wal_checkpoint`, `incremental_vacuum`). Pragmas that
+/// only report (`table_info(t)`, `integrity_check`, `user_version`, ...) and BEGIN, COMMIT,
+/// ROLLBACK and SAVEPOINT (for a consistent snapshot over several statements) are allowed.
+pub(crate) fn install_read_guard(conn: &mut Connection) -> Result<()> {
+    conn.authorizer(Some(|context: AuthContext<'_>| {
+        if reader_may(&context.action) {
+            Authorization::Allow
+        } else {
+            Authorization::Deny
+        }
+    }))?;
+    Ok(())
+}
+
+/// Pragmas that take an argument and still only read.
+const READING_PRAGMAS_WITH_ARGUMENT: &[&str] = &[
+    "foreign_key_check",
+    "foreign_key_list",
+    "index_info",
+    "index_list",
+    "index_xinfo",
+    "integrity_check",
+    "quick_check",
+    "table_info",
+    "table_list",
+    "table_xinfo",
+];
+
+/// Pragmas that act when run without an argument.
+const ACTING_PRAGMAS: &[&str] = &[
+    "incremental_vacuum",
+    "optimize",
+    "shrink_memory",
+    "wal_checkpoint",
+];
+
+fn reader_may(action: &AuthAction<'_>) -> bool {
+    match action {
+        AuthAction::Select
+        | AuthAction::Read { .. }
+        | AuthAction::Function { .. }
+        | AuthAction::Recursive
+        | AuthAction::Transaction { .. }
+        | AuthAction::Savepoint { .. } => true,
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
+            let name = pragma_name.to_ascii_lowercase();
+            match pragma_value {
+                None => !ACTING_PRAGMAS.contains(&name.as_str()),
+                Some(_) => READING_PRAGMAS_WITH_ARGUMENT.contains(&name.as_str()),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The read guard's refusals are SQLITE_AUTH errors; the caller gets them as
+/// [`Error::ReadOnly`], like a write refused by `query_only`.
+pub(crate) fn refused_as_read_only<T>(result: Result<T>) -> Result<T> {
+    result.map_err(|err| match err.extended_code() {
+        Some(code) if code & 0xff == rusqlite::ffi::SQLITE_AUTH => Error::ReadOnly {
+            message: format!("a reader connection refused a statement that writes or changes settings ({err})"),
+        },
+        _ => err,
+    })
+}
+
 const WAIT_BACKSTOP: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The pool plus the async reader threads.
@@ -215,7 +292,7 @@ const WAIT_BACKSTOP: std::time::Duration = std::time::Duration::from_millis(50);
 pub(crate) struct Readers {
     pub(crate) pool: Arc<Pool>,
     sender: Option<flume::Sender<ReadJob>>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<Worker>,
 }
 
 impl Readers {
@@ -226,10 +303,12 @@ impl Readers {
         let mut threads = Vec::with_capacity(threads_wanted);
         for index in 0..threads_wanted {
             let pool = Arc::clone(&pool);
-            let receiver = receiver.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("litehouse-reader-{index}"))
-                .spawn(move || reader_loop(&pool, &receiver))?;
+            let thread = Worker::spawn(
+                &format!("lh-reader-{index}"),
+                receiver.clone(),
+                move |receiver| reader_loop(&pool, receiver),
+                |job: ReadJob| job(None),
+            )?;
             threads.push(thread);
         }
         Ok(Readers {
@@ -252,20 +331,27 @@ impl Readers {
     /// Disconnects the async queue and joins the reader threads.
     pub(crate) fn join(&mut self) {
         self.sender = None;
-        let current = std::thread::current().id();
-        for thread in self.threads.drain(..) {
-            if thread.thread().id() != current {
-                let _ = thread.join();
-            }
+        for mut thread in self.threads.drain(..) {
+            thread.join();
+        }
+    }
+
+    /// Disconnects the async queue and lets the reader threads end on their own.
+    pub(crate) fn detach(&mut self) {
+        self.sender = None;
+        for mut thread in self.threads.drain(..) {
+            thread.detach();
         }
     }
 }
 
 fn reader_loop(pool: &Pool, receiver: &flume::Receiver<ReadJob>) {
     while let Ok(job) = receiver.recv() {
-        match pool.checkout() {
+        // A job contains its user closure's panics and replies itself; this only keeps a
+        // reader thread alive whatever happens, so async reads never wait for a dead one.
+        contain(|| match pool.checkout() {
             Ok(conn) => job(Some(&conn)),
             Err(_) => job(None),
-        }
+        });
     }
 }

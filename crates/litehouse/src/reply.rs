@@ -13,10 +13,15 @@ pub(crate) enum Reply<T> {
 impl<T> Reply<T> {
     pub(crate) fn send(self, result: Result<T>) {
         // A caller that stopped waiting (a dropped future) no longer wants the result; the
-        // work itself has been done or rolled back either way.
-        match self {
-            Reply::Blocking(sender) => drop(sender.send(result)),
-            Reply::Async(sender) => drop(sender.send(result)),
+        // work itself has been done or rolled back either way. The undelivered value is
+        // dropped here, on a litehouse thread, so a `Drop` of user code that panics must not
+        // take the thread with it.
+        let undelivered = match self {
+            Reply::Blocking(sender) => sender.send(result).err().map(|failed| failed.0),
+            Reply::Async(sender) => sender.send(result).err(),
+        };
+        if let Some(result) = undelivered {
+            crate::worker::contain_drop(result);
         }
     }
 }

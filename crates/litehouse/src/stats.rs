@@ -153,6 +153,13 @@ impl StatsCollector {
         self.busy_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one request answered with [`Error::Busy`](crate::Error::Busy).
+    pub(crate) fn count_busy<T>(&self, result: &crate::Result<T>) {
+        if result.as_ref().is_err_and(crate::Error::is_busy) {
+            self.busy_error();
+        }
+    }
+
     pub(crate) fn snapshot(&self, queue_depth: usize) -> Stats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let kind = |kind: OpKind| OpStats {

@@ -6,7 +6,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{JoinHandle, ThreadId};
 use std::time::Instant;
 
 use rusqlite::Connection;
@@ -16,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::reply::Reply;
 use crate::retry::BusyRetry;
 use crate::stats::{OpKind, StatsCollector};
+use crate::worker::{Worker, catch, contain, contain_drop};
 
 /// A write request as the writer sees it: run it inside a savepoint, then tell it how the
 /// group's COMMIT went.
@@ -70,23 +70,37 @@ where
 {
     fn run(&mut self, conn: &Connection) -> Option<Error> {
         let work = self.work.take()?;
-        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
-            .unwrap_or_else(|payload| Err(Error::panic(payload)));
+        // The closure's captures are dropped inside this call, so a panicking `Drop` of one
+        // of them is this request's `Panic` too (and its savepoint is rolled back).
+        let result = catch(|| work(conn));
         let failure = result.as_ref().err().cloned();
         self.result = Some(result);
         failure
     }
 
     fn finish(self: Box<Self>, outcome: Result<(), &Error>) {
-        let result = match (self.result, outcome) {
+        let ClosureJob {
+            work,
+            result,
+            reply,
+        } = *self;
+        // A request that never ran (its group could not begin) still owns its closure, and
+        // a value whose work was rolled back is dropped here: both are user code whose `Drop`
+        // may panic, on the writer thread, before the reply is sent.
+        contain_drop(work);
+        let result = match (result, outcome) {
             // The closure failed on its own: that error, whatever the group did.
             (Some(Err(own)), _) => Err(own),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (Some(Ok(_)) | None, Err(err)) => Err(err.clone()),
+            (Some(Ok(value)), Err(err)) => {
+                contain_drop(value);
+                Err(err.clone())
+            }
+            (None, Err(err)) => Err(err.clone()),
             // Unreachable by construction: a request that never ran always gets an error.
             (None, Ok(())) => Err(Error::Closed),
         };
-        self.reply.send(result);
+        reply.send(result);
     }
 }
 
@@ -94,8 +108,7 @@ where
 #[derive(Debug)]
 pub(crate) struct WriterHandle {
     sender: Option<flume::Sender<Message>>,
-    thread: Option<JoinHandle<()>>,
-    thread_id: ThreadId,
+    worker: Worker,
 }
 
 /// What the writer thread needs besides its connection.
@@ -118,13 +131,15 @@ impl WriterHandle {
         let in_user_code = Arc::new(AtomicBool::new(false));
         install_guard(&mut conn, Arc::clone(&in_user_code))?;
         let (sender, receiver) = flume::bounded(queue_capacity);
-        let thread = std::thread::Builder::new()
-            .name("litehouse-writer".into())
-            .spawn(move || writer_loop(conn, &receiver, &context, &in_user_code))?;
+        let worker = Worker::spawn(
+            "lh-writer",
+            receiver,
+            move |receiver| writer_loop(conn, receiver, &context, &in_user_code),
+            refuse,
+        )?;
         Ok(WriterHandle {
             sender: Some(sender),
-            thread_id: thread.thread().id(),
-            thread: Some(thread),
+            worker,
         })
     }
 
@@ -151,7 +166,7 @@ impl WriterHandle {
     }
 
     pub(crate) fn is_current_thread(&self) -> bool {
-        std::thread::current().id() == self.thread_id
+        self.worker.is_current()
     }
 
     pub(crate) fn queue_depth(&self) -> usize {
@@ -163,11 +178,13 @@ impl WriterHandle {
     /// closure drops the last handle to its own database.
     pub(crate) fn join(&mut self) {
         self.sender = None;
-        if let Some(thread) = self.thread.take()
-            && !self.is_current_thread()
-        {
-            let _ = thread.join();
-        }
+        self.worker.join();
+    }
+
+    /// Disconnects the queue and lets the thread finish on its own.
+    pub(crate) fn detach(&mut self) {
+        self.sender = None;
+        self.worker.detach();
     }
 }
 
@@ -212,9 +229,8 @@ fn writer_loop(
             Message::Exclusive(job) => run_exclusive(&mut conn, job, context),
             Message::Shutdown(reply) => {
                 drop(conn);
-                reply.send(Ok(()));
-                refuse_all(receiver);
-                return;
+                // The worker answers everything queued after this with `refuse`.
+                return reply.send(Ok(()));
             }
             Message::Write {
                 job,
@@ -246,7 +262,19 @@ fn writer_loop(
                         Err(_) => break,
                     }
                 }
-                run_group(&conn, group, context, in_user_code);
+                // Backstop: user code's panics are contained where they surface; a panic
+                // here is litehouse's own bug, and must not end the thread either.
+                if catch_unwind(AssertUnwindSafe(|| {
+                    run_group(&conn, group, context, in_user_code);
+                }))
+                .is_err()
+                {
+                    in_user_code.store(false, Ordering::Relaxed);
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    tracing::error!("a write group panicked; it was rolled back");
+                }
             }
         }
     }
@@ -265,13 +293,11 @@ fn run_exclusive(conn: &mut Connection, job: ExclusiveJob, context: &WriterConte
 
 /// After shutdown: every request that still arrives gets `Closed`, until the last handle is
 /// dropped and the queue disconnects.
-fn refuse_all(receiver: &flume::Receiver<Message>) {
-    while let Ok(message) = receiver.recv() {
-        match message {
-            Message::Write { job, .. } => job.finish(Err(&Error::Closed)),
-            Message::Exclusive(job) => job(None),
-            Message::Shutdown(reply) => reply.send(Ok(())),
-        }
+fn refuse(message: Message) {
+    match message {
+        Message::Write { job, .. } => job.finish(Err(&Error::Closed)),
+        Message::Exclusive(job) => job(None),
+        Message::Shutdown(reply) => reply.send(Ok(())),
     }
 }
 
@@ -381,6 +407,11 @@ fn finish_all(
             None => group,
         };
         context.stats.op(queued.kind, outcome.is_ok());
-        queued.job.finish(outcome);
+        if outcome.is_err_and(Error::is_busy) {
+            context.stats.busy_error();
+        }
+        // Each reply on its own: a panic from one request's values (contained inside
+        // `finish` already) can never cost the other requests of the group their answer.
+        contain(|| queued.job.finish(outcome));
     }
 }

@@ -368,44 +368,6 @@ fn a_flush_into_a_missing_table_keeps_every_row_and_succeeds_later() -> TestResu
 }
 
 #[test]
-fn a_constraint_failure_is_retried_with_backoff_until_it_succeeds() -> TestResult {
-    let (_dir, db) = file_db(Config::default())?;
-    db.blocking_execute("CREATE TABLE parents(id INTEGER PRIMARY KEY)", ())?;
-    db.blocking_execute("CREATE TABLE children(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parents(id), n INTEGER)", ())?;
-    let config = BufferConfig {
-        flush_interval: Duration::from_millis(10),
-        retry_min_delay: Duration::from_millis(5),
-        retry_max_delay: Duration::from_millis(50),
-        ..BufferConfig::default()
-    };
-    let buffer = WriteBuffer::start(db.clone(), config)?;
-    for id in 0..50 {
-        buffer.blocking_upsert(
-            "children",
-            Row::new().set("id", id).set("parent", 1).set("n", id),
-            &["id"],
-        )?;
-    }
-    // The parent is missing: the flusher fails on its own schedule and keeps retrying.
-    wait_until("a flush fails", || buffer.stats().failed_flushes >= 2);
-    assert!(
-        buffer
-            .stats()
-            .last_error
-            .unwrap_or_default()
-            .contains("FOREIGN KEY")
-    );
-    let stats = buffer.stats();
-    assert_eq!(stats.pending + stats.in_flight, 50, "{stats:?}");
-    db.blocking_execute("INSERT INTO parents VALUES (1)", ())?;
-    wait_until("the retry succeeds", || buffer.stats().flushed == 50);
-    let count: i64 =
-        db.blocking_query_row("SELECT count(*) FROM children", (), |row| row.get(0))?;
-    assert_eq!(count, 50);
-    Ok(())
-}
-
-#[test]
 fn a_flush_blocked_by_another_connections_lock_is_retried_until_the_lock_goes() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("locked.db");

@@ -35,6 +35,9 @@ fn entry() {
     let parts: Vec<&str> = spec.split('|').collect();
     match parts.as_slice() {
         ["hold-lock", path, millis] => hold_lock(path, millis.parse().expect("millis")),
+        ["hold-write-lock", path, millis] => {
+            hold_write_lock(path, millis.parse().expect("millis"))
+        }
         ["durable-writer", path, threads] => {
             durable_writer(path, threads.parse().expect("threads"))
         }
@@ -51,6 +54,17 @@ fn hold_lock(path: &str, millis: u64) {
     std::io::stdout().flush().expect("flush");
     std::thread::sleep(Duration::from_millis(millis));
     conn.execute_batch("COMMIT").expect("commit");
+}
+
+/// Takes SQLite's write lock on any database (no table needed), says so, holds it, then
+/// rolls back.
+fn hold_write_lock(path: &str, millis: u64) {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    conn.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    println!("LOCKED");
+    std::io::stdout().flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(millis));
+    conn.execute_batch("ROLLBACK").expect("rollback");
 }
 
 /// Writes rows from several threads with the Durable profile forever, printing `ACK <id>`

@@ -8,10 +8,20 @@ use litehouse::{Config, Error};
 use crate::child;
 use crate::util::{TestResult, count, file_db};
 
-/// Starts a child that holds the write lock for `millis`, and returns once it has it.
+/// Starts a child that holds the write lock for `millis` (inserting into table `t`), and
+/// returns once it has it.
 fn lock_in_child(path: &std::path::Path, millis: u64) -> std::io::Result<std::process::Child> {
+    lock_in_child_as("hold-lock", path, millis)
+}
+
+/// Like [`lock_in_child`], with the child `role` (`hold-write-lock` needs no table).
+pub(crate) fn lock_in_child_as(
+    role: &str,
+    path: &std::path::Path,
+    millis: u64,
+) -> std::io::Result<std::process::Child> {
     let path = path.to_str().expect("utf-8 temp path");
-    let mut lock_holder = child::spawn("hold-lock", &[path, &millis.to_string()])?;
+    let mut lock_holder = child::spawn(role, &[path, &millis.to_string()])?;
     let stdout = lock_holder.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     loop {

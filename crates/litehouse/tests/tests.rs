@@ -5,6 +5,7 @@ mod child;
 mod concurrency;
 mod crash;
 mod errors;
+mod hostile;
 mod lifecycle;
 mod locking;
 mod logdb;

@@ -129,6 +129,9 @@ pub struct BufferStats {
     pub producer_waits: u64,
     /// `try_` writes refused with [`Error::BufferFull`].
     pub full_rejections: u64,
+    /// Rows the database refused for good, moved to the `_litehouse_rejected` table (see
+    /// [`WriteBuffer::rejected`](crate::WriteBuffer::rejected)).
+    pub rejected: u64,
     /// When the last successful flush ended, in milliseconds since the Unix epoch.
     pub last_flush_unix_ms: Option<u64>,
     /// How long the last successful flush took, in microseconds.

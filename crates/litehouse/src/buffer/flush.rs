@@ -4,18 +4,19 @@
 //! the database in the order they were made, even across a failed flush.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use flume::RecvTimeoutError;
 
 use super::Shared;
+use super::rejected::{record, rejects_rows};
 use super::sql::write_batches;
-use super::state::{Batch, batch_rows};
+use super::state::{Batch, Item, batch_of, batch_rows, items};
 use crate::Database;
 use crate::error::{Error, Result};
 use crate::reply::Reply;
+use crate::worker::Worker;
 
 pub(crate) enum Command {
     /// Enough rows are pending, or a producer waits for room.
@@ -30,7 +31,7 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     db: Database,
     commands: flume::Receiver<Command>,
-) -> Result<JoinHandle<()>> {
+) -> Result<Worker> {
     let backoff = new_backoff(&shared);
     let flusher = Flusher {
         shared,
@@ -38,13 +39,12 @@ pub(crate) fn spawn(
         backoff,
         retry_at: None,
     };
-    let handle = std::thread::Builder::new()
-        .name("litehouse-buffer".into())
-        .spawn(move || {
-            flusher.run(&commands);
-            serve_stopped(&commands);
-        })?;
-    Ok(handle)
+    Worker::spawn(
+        "lh-buffer",
+        commands,
+        move |commands| flusher.run(commands),
+        refuse,
+    )
 }
 
 fn new_backoff(shared: &Shared) -> ExponentialBackoff {
@@ -79,7 +79,10 @@ impl Flusher {
                     }
                 }
                 Ok(Command::Flush(reply)) => reply.send(self.flush_pending()),
-                Ok(Command::Stop(reply)) => return reply.send(self.drain()),
+                Ok(Command::Stop(reply)) => {
+                    let result = self.drain().and_then(|_| self.rejections());
+                    return reply.send(result);
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     // A failure is recorded in the stats and retried after the backoff.
                     let _ = self.flush_pending();
@@ -114,27 +117,55 @@ impl Flusher {
         Ok(written)
     }
 
+    fn commit(&self, batch: &Batch) -> Result<usize> {
+        let for_writer = Arc::clone(batch);
+        self.db
+            .blocking_transaction(move |conn| write_batches(conn, &for_writer))
+    }
+
     fn write(&mut self, batch: &Batch) -> Result<usize> {
         let started = Instant::now();
-        let for_writer = Arc::clone(batch);
-        let result = self
-            .db
-            .blocking_transaction(move |conn| write_batches(conn, &for_writer));
+        let settled = match self.commit(batch) {
+            Ok(rows) => Isolation {
+                written: rows,
+                ..Isolation::default()
+            },
+            Err(err) if rejects_rows(&err) => self.isolate(batch, err),
+            Err(err) => Isolation {
+                unsettled: items(batch),
+                transient: Some(err),
+                ..Isolation::default()
+            },
+        };
+        let Isolation {
+            written,
+            rejected,
+            last_rejection,
+            unsettled,
+            transient,
+        } = settled;
         let mut state = self.shared.state.lock();
-        let outcome = match result {
-            Ok(_) => {
-                let rows = state.complete(batch);
+        state.complete_rows(written);
+        state.reject_rows(rejected);
+        if !unsettled.is_empty() {
+            state.restore(&batch_of(&unsettled));
+        }
+        if last_rejection.is_some() {
+            state.counters.last_rejection.clone_from(&last_rejection);
+        }
+        let outcome = match transient {
+            None => {
                 let counters = &mut state.counters;
                 counters.flushes += 1;
                 counters.last_flush_micros = Some(micros(started.elapsed()));
                 counters.last_flush_unix_ms = Some(unix_ms(SystemTime::now()));
-                counters.last_error = None;
+                // A rejection stays visible here until a later flush goes through cleanly.
+                counters.last_error = last_rejection;
                 self.backoff = new_backoff(&self.shared);
                 self.retry_at = None;
-                Ok(rows)
+                Ok(written)
             }
-            Err(err) => {
-                state.restore(batch);
+            Some(err) => {
                 state.counters.failed_flushes += 1;
                 state.counters.last_error = Some(err.to_string());
                 let delay = self
@@ -148,6 +179,78 @@ impl Flusher {
         drop(state);
         self.shared.notify_room();
         outcome
+    }
+
+    /// The batch failed because of some of its rows: writes it in halves, and halves of those,
+    /// until every failing row stands alone, and moves each of those to the rejected-rows table
+    /// with its error. Every good row is written, in order (halves keep it). A transient error
+    /// on the way (busy, I/O) stops the isolation: the rows not settled yet go back.
+    fn isolate(&self, batch: &Batch, first: Error) -> Isolation {
+        let mut isolation = Isolation::default();
+        let all = items(batch);
+        if let [only] = all.as_slice() {
+            self.reject(only, first, &mut isolation);
+        } else {
+            let (left, right) = all.split_at(all.len() / 2);
+            self.settle(left, &mut isolation);
+            self.settle(right, &mut isolation);
+        }
+        isolation
+    }
+
+    fn settle(&self, items: &[Item], isolation: &mut Isolation) {
+        if isolation.transient.is_some() {
+            return isolation.unsettled.extend_from_slice(items);
+        }
+        match self.commit(&batch_of(items)) {
+            Ok(rows) => isolation.written += rows,
+            Err(err) if rejects_rows(&err) => {
+                if let [only] = items {
+                    self.reject(only, err, isolation);
+                } else {
+                    let (left, right) = items.split_at(items.len() / 2);
+                    self.settle(left, isolation);
+                    self.settle(right, isolation);
+                }
+            }
+            Err(err) => {
+                isolation.transient = Some(err);
+                isolation.unsettled.extend_from_slice(items);
+            }
+        }
+    }
+
+    fn reject(&self, item: &Item, err: Error, isolation: &mut Isolation) {
+        let (table, _, entry) = item.clone();
+        let message = format!("a row of table {table} was rejected and kept in _litehouse_rejected: {err}");
+        tracing::warn!(%table, %err, "write buffer: row rejected, kept in _litehouse_rejected");
+        match self
+            .db
+            .blocking_transaction(move |conn| record(conn, &table, &entry, &err))
+        {
+            Ok(()) => {
+                isolation.rejected += 1;
+                isolation.last_rejection = Some(message);
+            }
+            Err(store_err) => {
+                isolation.transient = Some(store_err);
+                isolation.unsettled.push(item.clone());
+            }
+        }
+    }
+
+    /// What `stop` reports after its drain: the rows written, or, if the database refused
+    /// rows during the buffer's life, [`Error::Rejected`] so the caller cannot miss them.
+    fn rejections(&self) -> Result<usize> {
+        let state = self.shared.state.lock();
+        let counters = &state.counters;
+        match counters.rejected {
+            0 => Ok(usize::try_from(counters.flushed).unwrap_or(usize::MAX)),
+            rows => Err(Error::Rejected {
+                rows,
+                message: counters.last_rejection.clone().unwrap_or_default(),
+            }),
+        }
     }
 
     /// Flushes until nothing is left, retrying failures until `stop_timeout` has passed.
@@ -180,14 +283,23 @@ impl Flusher {
 /// keeps its receiver until then, because a command queued on a channel whose receiver is gone
 /// would never be answered (flume keeps it while a sender lives) and its caller would wait
 /// forever.
-fn serve_stopped(commands: &flume::Receiver<Command>) {
-    for command in commands.iter() {
-        match command {
-            Command::Wake => {}
-            Command::Flush(reply) => reply.send(Err(Error::Closed)),
-            Command::Stop(reply) => reply.send(Ok(0)),
-        }
+fn refuse(command: Command) {
+    match command {
+        Command::Wake => {}
+        Command::Flush(reply) => reply.send(Err(Error::Closed)),
+        Command::Stop(reply) => reply.send(Ok(0)),
     }
+}
+
+/// How the rows of one flush ended up.
+#[derive(Default)]
+struct Isolation {
+    written: usize,
+    rejected: usize,
+    last_rejection: Option<String>,
+    /// Rows neither written nor rejected, because of `transient`; they go back to the buffer.
+    unsettled: Vec<Item>,
+    transient: Option<Error>,
 }
 
 fn micros(duration: Duration) -> u64 {

@@ -7,22 +7,24 @@
 //! `flush_batch_size` rows are pending.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
 mod config;
 mod flush;
+mod rejected;
 mod row;
 mod sql;
 mod state;
 
 pub use config::{BufferConfig, BufferStats};
+pub use rejected::{REJECTED_TABLE, RejectedRow};
 pub use row::Row;
 
 use crate::Database;
 use crate::error::{Error, Result};
 use crate::reply;
+use crate::worker::Worker;
 use flush::Command;
 use row::{KeyId, Op, normalize_name, split_key};
 use state::{Refused, State, Write};
@@ -92,9 +94,12 @@ pub struct WriteBuffer {
 #[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
+    /// The database written to: to read rejected rows, and to tell its writer thread, where
+    /// a blocking call would wait for itself.
+    db: Database,
     /// Taken only in `Drop`, so the flusher sees the channel close and exits.
     commands: Option<flume::Sender<Command>>,
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    flusher: Mutex<Option<Worker>>,
 }
 
 impl std::fmt::Debug for Command {
@@ -172,10 +177,11 @@ impl WriteBuffer {
         // Bounded: producers only `try_send` wake-ups (one is enough), and flush and stop
         // callers wait for their reply anyway, so a few slots suffice.
         let (commands, receiver) = flume::bounded(64);
-        let flusher = flush::spawn(Arc::clone(&shared), db, receiver)?;
+        let flusher = flush::spawn(Arc::clone(&shared), db.clone(), receiver)?;
         Ok(WriteBuffer {
             inner: Arc::new(Handle {
                 shared,
+                db,
                 commands: Some(commands),
                 flusher: Mutex::new(Some(flusher)),
             }),
@@ -223,6 +229,7 @@ impl WriteBuffer {
     }
 
     fn blocking_write(&self, mut write: Write) -> Result<()> {
+        self.inner.check_not_on_writer()?;
         let shared = self.shared();
         let capacity = shared.config.max_buffer_size;
         let mut state = shared.state.lock();
@@ -391,6 +398,7 @@ impl WriteBuffer {
 
     /// Blocking twin of [`force_flush`](WriteBuffer::force_flush).
     pub fn blocking_force_flush(&self) -> Result<usize> {
+        self.inner.check_not_on_writer()?;
         let (reply, wait) = reply::blocking();
         let command = Command::Flush(reply);
         self.commands().send(command).map_err(|_| Error::Closed)?;
@@ -420,7 +428,105 @@ impl WriteBuffer {
 
     /// Blocking twin of [`stop`](WriteBuffer::stop).
     pub fn blocking_stop(&self) -> Result<usize> {
+        self.inner.check_not_on_writer()?;
         self.inner.stop_and_wait()
+    }
+
+    /// Rows the database refused for good (at most `limit`, oldest first), kept in the
+    /// [`REJECTED_TABLE`] of the buffer's database with their errors.
+    ///
+    /// A flush that fails with a constraint error is split until the failing rows stand
+    /// alone: every good row is written, and each refused one is moved there (counted in
+    /// [`BufferStats::rejected`], shown in [`BufferStats::last_error`], and reported by
+    /// [`stop`](WriteBuffer::stop) as [`Error::Rejected`]).
+    ///
+    /// ```
+    /// use litehouse::{BufferConfig, Config, Database, Row, WriteBuffer};
+    /// let db = Database::open_memory("doc-rejected", Config::default())?;
+    /// db.blocking_execute("CREATE TABLE jobs(id INTEGER PRIMARY KEY, owner TEXT NOT NULL)", ())?;
+    /// let buffer = WriteBuffer::start(db.clone(), BufferConfig::default())?;
+    /// buffer.blocking_upsert("jobs", Row::new().set("id", 1).set("owner", "ann"), &["id"])?;
+    /// buffer.blocking_upsert("jobs", Row::new().set("id", 2).set("owner", None::<String>), &["id"])?;
+    /// assert_eq!(buffer.blocking_force_flush()?, 1); // the good row
+    /// let rejected = buffer.blocking_rejected(10)?;
+    /// assert_eq!(rejected[0].key["id"], 2);
+    /// assert!(rejected[0].error.contains("NOT NULL"));
+    /// // Fix the row and put it back into the buffer:
+    /// db.blocking_execute("UPDATE _litehouse_rejected SET write = json_set(write, '$.upsert.owner', 'bob')", ())?;
+    /// assert_eq!(buffer.blocking_retry_rejected(&[rejected[0].id])?, 1);
+    /// assert!(buffer.blocking_stop().unwrap_err().to_string().contains("rejected 1"));
+    /// let owners: i64 = db.blocking_query_row("SELECT count(*) FROM jobs", (), |r| r.get(0))?;
+    /// assert_eq!(owners, 2);
+    /// # Ok::<(), litehouse::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The database's error reading the table.
+    pub async fn rejected(&self, limit: usize) -> Result<Vec<RejectedRow>> {
+        self.inner
+            .db
+            .read(move |conn| rejected::list(conn, limit))
+            .await
+    }
+
+    /// Blocking twin of [`rejected`](WriteBuffer::rejected).
+    pub fn blocking_rejected(&self, limit: usize) -> Result<Vec<RejectedRow>> {
+        self.inner
+            .db
+            .blocking_read(|conn| rejected::list(conn, limit))
+    }
+
+    /// Puts the rejected rows `ids` back into the buffer (as they are in the table now, so
+    /// fix them there first, or replay them after fixing the schema) and removes them from the
+    /// table. Returns how many were put back; ids that are not there are skipped.
+    ///
+    /// # Errors
+    /// The database's error; [`Error::Parameter`] for a stored row that no longer holds
+    /// column values; [`Error::Closed`] after [`stop`](WriteBuffer::stop).
+    pub async fn retry_rejected(&self, ids: &[i64]) -> Result<usize> {
+        let rows = self.rejected(usize::MAX).await?;
+        let mut replayed = Vec::new();
+        for row in rows.iter().filter(|row| ids.contains(&row.id)) {
+            for write in replay(row)? {
+                self.write(write).await?;
+            }
+            replayed.push(row.id);
+        }
+        self.discard_rejected(&replayed).await
+    }
+
+    /// Blocking twin of [`retry_rejected`](WriteBuffer::retry_rejected).
+    pub fn blocking_retry_rejected(&self, ids: &[i64]) -> Result<usize> {
+        self.inner.check_not_on_writer()?;
+        let rows = self.blocking_rejected(usize::MAX)?;
+        let mut replayed = Vec::new();
+        for row in rows.iter().filter(|row| ids.contains(&row.id)) {
+            for write in replay(row)? {
+                self.blocking_write(write)?;
+            }
+            replayed.push(row.id);
+        }
+        self.blocking_discard_rejected(&replayed)
+    }
+
+    /// Deletes the rejected rows `ids` from the table; returns how many were there.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn discard_rejected(&self, ids: &[i64]) -> Result<usize> {
+        let ids = ids.to_vec();
+        self.inner
+            .db
+            .transaction(move |conn| rejected::remove(conn, &ids))
+            .await
+    }
+
+    /// Blocking twin of [`discard_rejected`](WriteBuffer::discard_rejected).
+    pub fn blocking_discard_rejected(&self, ids: &[i64]) -> Result<usize> {
+        let ids = ids.to_vec();
+        self.inner
+            .db
+            .blocking_transaction(move |conn| rejected::remove(conn, &ids))
     }
 
     fn begin_stop(&self) {
@@ -454,6 +560,7 @@ impl WriteBuffer {
             failed_flushes: counters.failed_flushes,
             producer_waits: counters.producer_waits,
             full_rejections: counters.full_rejections,
+            rejected: counters.rejected,
             last_flush_unix_ms: counters.last_flush_unix_ms,
             last_flush_micros: counters.last_flush_micros,
             last_error: counters.last_error.clone(),
@@ -462,7 +569,40 @@ impl WriteBuffer {
     }
 }
 
+/// The writes that replay a rejected row, in the order they were made.
+fn replay(row: &RejectedRow) -> Result<Vec<Write>> {
+    let key_columns: Vec<&str> = row.key.keys().map(String::as_str).collect();
+    let empty = serde_json::Map::new();
+    let mut writes = Vec::new();
+    if row.delete {
+        writes.push(prepare(&row.table, rejected::to_row(&empty, &row.key)?, &[], Kind::Delete)?);
+    }
+    if let Some(update) = &row.update {
+        let update = rejected::to_row(update, &row.key)?;
+        writes.push(prepare(&row.table, update, &key_columns, Kind::Update)?);
+    }
+    if let Some(upsert) = &row.upsert {
+        let upsert = rejected::to_row(upsert, &row.key)?;
+        writes.push(prepare(&row.table, upsert, &key_columns, Kind::Upsert)?);
+    }
+    Ok(writes)
+}
+
 impl Handle {
+    /// A blocking buffer call from the database's writer thread (inside a transaction
+    /// closure) could wait for a flush, which needs that same thread: it would never return.
+    fn check_not_on_writer(&self) -> Result<()> {
+        if self.db.is_writer_thread() {
+            return Err(Error::Misuse {
+                message: "a transaction closure called a blocking method of a write buffer on \
+                          its own database, which would wait for the writer it runs on; use the \
+                          try_ methods there, or call it outside the closure"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     fn commands(&self) -> &flume::Sender<Command> {
         self.commands
             .as_ref()
@@ -487,9 +627,8 @@ impl Handle {
     }
 
     fn join(&self) {
-        if let Some(flusher) = self.flusher.lock().take() {
-            // A panic in the flusher has already been reported on its thread.
-            let _ = flusher.join();
+        if let Some(mut flusher) = self.flusher.lock().take() {
+            flusher.join();
         }
     }
 }
@@ -497,7 +636,23 @@ impl Handle {
 impl Drop for Handle {
     /// The last handle flushes what is left, like [`WriteBuffer::blocking_stop`]; call
     /// `stop` yourself to see its result.
+    ///
+    /// Where waiting could hang or block an executor (on the database's writer thread, or on
+    /// an async runtime's thread) the stop is queued without waiting: the flusher drains
+    /// the buffer and ends on its own.
     fn drop(&mut self) {
+        let must_not_wait =
+            self.db.is_writer_thread() || tokio::runtime::Handle::try_current().is_ok();
+        if must_not_wait {
+            self.begin_stop();
+            let (reply, _) = reply::blocking();
+            let _ = self.commands().try_send(Command::Stop(reply));
+            self.commands = None;
+            if let Some(mut flusher) = self.flusher.lock().take() {
+                flusher.detach();
+            }
+            return;
+        }
         if !self.shared.state.lock().stopped {
             let _ = self.stop_and_wait();
         }

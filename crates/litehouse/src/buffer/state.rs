@@ -64,10 +64,12 @@ pub(crate) struct Counters {
     pub(crate) failed_flushes: u64,
     pub(crate) full_rejections: u64,
     pub(crate) producer_waits: u64,
+    pub(crate) rejected: u64,
     pub(crate) peak_rows: usize,
     pub(crate) last_flush_unix_ms: Option<u64>,
     pub(crate) last_flush_micros: Option<u64>,
     pub(crate) last_error: Option<String>,
+    pub(crate) last_rejection: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -175,12 +177,16 @@ impl State {
         Arc::new(batch)
     }
 
-    /// The batch was committed: its rows leave memory.
-    pub(crate) fn complete(&mut self, batch: &Batch) -> usize {
-        let rows = batch_rows(batch);
+    /// Part of a batch was committed (the rest is being isolated or goes back).
+    pub(crate) fn complete_rows(&mut self, rows: usize) {
         self.in_flight_rows -= rows;
         self.counters.flushed += rows as u64;
-        rows
+    }
+
+    /// Rows the database refused were moved to the rejected-rows table.
+    pub(crate) fn reject_rows(&mut self, rows: usize) {
+        self.in_flight_rows -= rows;
+        self.counters.rejected += rows as u64;
     }
 
     /// The batch failed: every row goes back to its old place, ahead of any write made to
@@ -211,6 +217,37 @@ impl State {
             .map(|(table, queue)| (table.clone(), queue.entries.len()))
             .collect()
     }
+}
+
+/// One row of a batch with its table and queue position, for splitting a batch.
+pub(crate) type Item = (String, u64, Entry);
+
+/// The rows of `batch`, in the order they are written.
+pub(crate) fn items(batch: &Batch) -> Vec<Item> {
+    batch
+        .iter()
+        .flat_map(|table_batch| {
+            table_batch
+                .entries
+                .iter()
+                .map(|(position, entry)| (table_batch.table.clone(), *position, entry.clone()))
+        })
+        .collect()
+}
+
+/// A batch of `items`, keeping their order.
+pub(crate) fn batch_of(items: &[Item]) -> Batch {
+    let mut batch: Vec<TableBatch> = Vec::new();
+    for (table, position, entry) in items {
+        match batch.last_mut() {
+            Some(last) if last.table == *table => last.entries.push((*position, entry.clone())),
+            _ => batch.push(TableBatch {
+                table: table.clone(),
+                entries: vec![(*position, entry.clone())],
+            }),
+        }
+    }
+    Arc::new(batch)
 }
 
 pub(crate) fn batch_rows(batch: &Batch) -> usize {
@@ -255,7 +292,7 @@ mod tests {
             state.offer(write("t", 3, upsert(1)), 2),
             Err(Refused::Full(_))
         ));
-        state.complete(&batch);
+        state.complete_rows(batch_rows(&batch));
         state.offer(write("t", 3, upsert(1)), 2).unwrap();
         assert_eq!(state.counters.coalesced, 1);
         assert_eq!(state.counters.peak_rows, 2);

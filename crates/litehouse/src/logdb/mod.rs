@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -22,6 +21,7 @@ pub use query::{LogEntry, LogLevel, LogOrder, LogQuery};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::worker::Worker;
 use crate::{Database, reply};
 use writer::{Control, LogWriter};
 
@@ -164,7 +164,7 @@ struct Inner {
     /// Taken only in `Drop`, so the writer thread sees the channel close and exits.
     control: Option<flume::Sender<Control>>,
     counters: Arc<Counters>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Mutex<Option<Worker>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -225,6 +225,7 @@ impl LogDatabase {
             batch: Vec::with_capacity(config.batch_size),
             config,
             counters: Arc::clone(&counters),
+            last_write_error: None,
         }
         .spawn()?;
         Ok(LogDatabase {
@@ -304,8 +305,12 @@ impl LogDatabase {
     /// Writes what is queued and stops writing; later events are dropped (and counted).
     /// Shutting down twice is fine. The database stays open for queries.
     ///
+    /// It takes at most about one busy budget (`Config::busy_budget` of the log database,
+    /// 5 s by default) even while another process holds the file's lock: once a write fails,
+    /// nothing more is tried.
+    ///
     /// # Errors
-    /// The database's error if the last batch failed.
+    /// [`Error::Unwritten`] with the number of entries that could not be written and why.
     pub fn blocking_shutdown(&self) -> Result<()> {
         self.inner.shutdown()
     }
@@ -398,15 +403,25 @@ impl Inner {
     }
 
     fn join(&self) {
-        if let Some(thread) = self.writer.lock().take() {
-            // A panic on the writer thread has already been reported there.
-            let _ = thread.join();
+        if let Some(mut thread) = self.writer.lock().take() {
+            thread.join();
         }
     }
 }
 
 impl Drop for Inner {
+    /// The last handle writes what is queued, like [`LogDatabase::blocking_shutdown`]. On an
+    /// async runtime's thread it does not wait: the log writer finishes and ends on its own.
     fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let (reply, _) = reply::blocking();
+            let _ = self.control().try_send(Control::Shutdown(reply));
+            self.control = None;
+            if let Some(mut thread) = self.writer.lock().take() {
+                thread.detach();
+            }
+            return;
+        }
         let _ = self.shutdown();
         // Closing the channel ends the thread's wait for late control messages.
         self.control = None;

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use flume::{RecvTimeoutError, TryRecvError};
@@ -14,6 +13,7 @@ use super::{Counters, LogConfig, RELAXED};
 use crate::Database;
 use crate::error::{Error, Result};
 use crate::reply::Reply;
+use crate::worker::Worker;
 
 /// How often the thread looks at its control channel while no record arrives.
 const CONTROL_POLL: Duration = Duration::from_millis(50);
@@ -49,19 +49,22 @@ pub(crate) struct LogWriter {
     pub(crate) config: LogConfig,
     pub(crate) counters: Arc<Counters>,
     pub(crate) batch: Vec<Record>,
+    /// The error of the last write, if it failed. After a [`Error::Busy`] (another process
+    /// holds the file's lock past the budget) a shutdown does not wait for it a second time.
+    pub(crate) last_write_error: Option<Error>,
 }
 
 impl LogWriter {
-    pub(crate) fn spawn(self) -> Result<JoinHandle<()>> {
-        let handle = std::thread::Builder::new()
-            .name("litehouse-logdb".into())
-            .spawn(move || {
+    pub(crate) fn spawn(self) -> Result<Worker> {
+        Worker::spawn(
+            "lh-log",
+            self.control.clone(),
+            move |_| {
                 IS_LOG_WRITER.with(|flag| flag.set(true));
-                let control = self.control.clone();
                 self.run();
-                serve_closed(&control);
-            })?;
-        Ok(handle)
+            },
+            refuse,
+        )
     }
 
     fn run(mut self) {
@@ -74,16 +77,7 @@ impl LogWriter {
             match self.control.try_recv() {
                 Ok(Control::Flush(reply)) => reply.send(self.write_queued()),
                 Ok(Control::Purge(reply)) => reply.send(self.purge()),
-                Ok(Control::Shutdown(reply)) => {
-                    // From here on the layer counts events as dropped instead of queueing
-                    // them (Release: pairs with the layer's Acquire load).
-                    self.counters.closed.store(true, Ordering::Release);
-                    let written = self.write_queued();
-                    // Events sent while the flag was being set are lost: count them too.
-                    let late = self.records.drain().count() + self.batch.len();
-                    self.counters.dropped.fetch_add(late as u64, RELAXED);
-                    return reply.send(written);
-                }
+                Ok(Control::Shutdown(reply)) => return reply.send(self.shutdown()),
                 Err(TryRecvError::Disconnected) => {
                     let _ = self.write_queued();
                     return;
@@ -114,6 +108,46 @@ impl LogWriter {
                 let _ = self.purge();
                 next_purge = Instant::now() + self.config.purge_interval;
             }
+        }
+    }
+
+    /// Writes what is queued and stops. Bounded by one busy budget: once a write fails (a
+    /// foreign lock held past the budget, a full disk), or if the write just before failed
+    /// with `Busy`, nothing more is tried; what could not be written is counted as dropped
+    /// and reported in [`Error::Unwritten`].
+    fn shutdown(&mut self) -> Result<usize> {
+        // From here on the layer counts events as dropped instead of queueing them (Release:
+        // pairs with the layer's Acquire load).
+        self.counters.closed.store(true, Ordering::Release);
+        let mut written = 0;
+        let mut lost = 0_u64;
+        let mut failure = self.last_write_error.take().filter(Error::is_busy);
+        while failure.is_none() {
+            self.fill();
+            let count = self.batch.len() as u64;
+            if count == 0 {
+                break;
+            }
+            match self.write_batch() {
+                Ok(rows) => written += rows,
+                Err(err) => {
+                    lost += count;
+                    failure = Some(err);
+                }
+            }
+        }
+        // Events sent while the flag was being set, and whatever a failure left, are lost.
+        let late = (self.records.drain().count() + self.batch.len()) as u64;
+        self.batch.clear();
+        self.counters.pending_batch.store(0, RELAXED);
+        self.counters.dropped.fetch_add(late, RELAXED);
+        lost += late;
+        match failure {
+            Some(source) if lost > 0 => Err(Error::Unwritten {
+                entries: lost,
+                source: Box::new(source),
+            }),
+            _ => Ok(written),
         }
     }
 
@@ -167,6 +201,7 @@ impl LogWriter {
             .blocking_transaction(move |conn| insert(conn, &records))
         {
             Ok(()) => {
+                self.last_write_error = None;
                 self.counters.logged.fetch_add(count as u64, RELAXED);
                 self.counters.batches.fetch_add(1, RELAXED);
                 Ok(count)
@@ -175,6 +210,7 @@ impl LogWriter {
                 // Logging is best effort: a batch the database refuses is lost, but counted.
                 self.counters.write_errors.fetch_add(1, RELAXED);
                 self.counters.dropped.fetch_add(count as u64, RELAXED);
+                self.last_write_error = Some(err.clone());
                 Err(err)
             }
         }
@@ -221,13 +257,11 @@ impl LogWriter {
 /// the control receiver until then, because a message queued on a channel whose receiver is
 /// gone is never answered (flume keeps it while a sender lives) and its caller would wait
 /// forever.
-fn serve_closed(control: &flume::Receiver<Control>) {
-    for message in control.iter() {
-        match message {
-            Control::Flush(reply) => reply.send(Err(Error::Closed)),
-            Control::Purge(reply) => reply.send(Err(Error::Closed)),
-            Control::Shutdown(reply) => reply.send(Ok(0)),
-        }
+fn refuse(message: Control) {
+    match message {
+        Control::Flush(reply) => reply.send(Err(Error::Closed)),
+        Control::Purge(reply) => reply.send(Err(Error::Closed)),
+        Control::Shutdown(reply) => reply.send(Ok(0)),
     }
 }
 
