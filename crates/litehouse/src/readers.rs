@@ -279,7 +279,9 @@ fn reader_may(action: &AuthAction<'_>) -> bool {
 pub(crate) fn refused_as_read_only<T>(result: Result<T>) -> Result<T> {
     result.map_err(|err| match err.extended_code() {
         Some(code) if code & 0xff == rusqlite::ffi::SQLITE_AUTH => Error::ReadOnly {
-            message: format!("a reader connection refused a statement that writes or changes settings ({err})"),
+            message: format!(
+                "a reader connection refused a statement that writes or changes settings ({err})"
+            ),
         },
         _ => err,
     })

@@ -51,7 +51,7 @@ impl BusyRetry {
             // Not counted in `busy_errors` here: that counts requests, and one failed BEGIN
             // fails a whole group of them; the writer counts each request it answers `Busy`.
             Err(err) if err.is_lock_contention() => Err(Error::Busy {
-                    waited: started.elapsed(),
+                waited: started.elapsed(),
                 retry_after: self.retry_after(),
             }),
             other => other,
@@ -100,7 +100,11 @@ mod tests {
             .unwrap_err();
         assert!(err.is_busy(), "{err}");
         assert!(err.retry_after().is_some());
-        assert_eq!(stats.snapshot(0).locks.busy_errors, 0, "counted per request by callers");
+        assert_eq!(
+            stats.snapshot(0).locks.busy_errors,
+            0,
+            "counted per request by callers"
+        );
     }
 
     #[test]

@@ -127,7 +127,9 @@ mod tests {
     #[test]
     fn contain_drop_survives_a_panicking_drop_and_a_panicking_payload() {
         contain_drop(PanicOnDrop);
-        contain_drop(std::panic::catch_unwind(|| std::panic::panic_any(PanicOnDrop)));
+        contain_drop(std::panic::catch_unwind(|| {
+            std::panic::panic_any(PanicOnDrop)
+        }));
         let err = catch(|| -> Result<()> { std::panic::panic_any(PanicOnDrop) }).unwrap_err();
         assert!(matches!(err, Error::Panic { .. }), "{err}");
     }

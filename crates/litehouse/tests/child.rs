@@ -35,9 +35,7 @@ fn entry() {
     let parts: Vec<&str> = spec.split('|').collect();
     match parts.as_slice() {
         ["hold-lock", path, millis] => hold_lock(path, millis.parse().expect("millis")),
-        ["hold-write-lock", path, millis] => {
-            hold_write_lock(path, millis.parse().expect("millis"))
-        }
+        ["hold-write-lock", path, millis] => hold_write_lock(path, millis.parse().expect("millis")),
         ["durable-writer", path, threads] => {
             durable_writer(path, threads.parse().expect("threads"))
         }

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use litehouse::{
-    BufferConfig, Config, Database, Error, LogConfig, LogDatabase, Row, WriteBuffer,
-};
+use litehouse::{BufferConfig, Config, Database, Error, LogConfig, LogDatabase, Row, WriteBuffer};
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::locking::lock_in_child_as;
@@ -63,7 +61,11 @@ fn a_capture_whose_drop_panics_fails_only_its_own_request() -> TestResult {
         results[1]
     );
     assert!(results[2].is_ok(), "{:?}", results[2]);
-    assert_eq!(count(&db, "t"), 2, "a and b committed, the panicking one rolled back");
+    assert_eq!(
+        count(&db, "t"),
+        2,
+        "a and b committed, the panicking one rolled back"
+    );
     assert_writer_alive(&db)
 }
 
@@ -215,7 +217,10 @@ fn reader_connections_refuse_every_statement_that_writes() -> TestResult {
     // Reading still works, pragmas that only report included, and a snapshot transaction.
     let columns = db.blocking_read(|conn| {
         conn.execute_batch("BEGIN")?;
-        let columns: i64 = conn.query_row("SELECT count(*) FROM pragma_table_info('t')", [], |r| r.get(0))?;
+        let columns: i64 =
+            conn.query_row("SELECT count(*) FROM pragma_table_info('t')", [], |r| {
+                r.get(0)
+            })?;
         let mut statement = conn.prepare("PRAGMA table_info(t)")?;
         let named = statement.query_map([], |r| r.get::<_, String>(1))?.count();
         let _: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -287,12 +292,20 @@ fn dropping_the_last_buffer_handle_on_the_writer_does_not_hang() -> TestResult {
     buffer.blocking_upsert("t", Row::new().set("id", 1).set("v", "x"), &["id"])?;
     within_a_minute({
         let db = db.clone();
-        move || db.blocking_transaction(move |_| Ok(drop(buffer)))
+        move || {
+            db.blocking_transaction(move |_| {
+                drop(buffer);
+                Ok(())
+            })
+        }
     })?;
     // The flusher drains on its own once the writer is free again.
     let deadline = Instant::now() + Duration::from_secs(30);
     while count(&db, "t") < 1 {
-        assert!(Instant::now() < deadline, "the dropped buffer never flushed");
+        assert!(
+            Instant::now() < deadline,
+            "the dropped buffer never flushed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
@@ -317,7 +330,11 @@ fn poison_rows_are_isolated_kept_and_reported_and_every_good_row_is_written() ->
         ..BufferConfig::default()
     };
     let buffer = WriteBuffer::start(db.clone(), config)?;
-    let poison = [(1_000, "not null"), (2_500, "check"), (4_000, "foreign key")];
+    let poison = [
+        (1_000, "not null"),
+        (2_500, "check"),
+        (4_000, "foreign key"),
+    ];
     let produced = within_a_minute({
         let buffer = buffer.clone();
         move || -> litehouse::Result<()> {
@@ -383,7 +400,11 @@ fn rejected_rows_can_be_fixed_and_replayed() -> TestResult {
     assert!(stats.last_error.unwrap_or_default().contains("FOREIGN KEY"));
     // The application fixes the cause and replays them.
     db.blocking_execute("INSERT INTO parents VALUES (1)", ())?;
-    let ids: Vec<i64> = buffer.blocking_rejected(100)?.iter().map(|row| row.id).collect();
+    let ids: Vec<i64> = buffer
+        .blocking_rejected(100)?
+        .iter()
+        .map(|row| row.id)
+        .collect();
     assert_eq!(buffer.blocking_retry_rejected(&ids)?, 50);
     assert_eq!(buffer.blocking_force_flush()?, 50);
     assert_eq!(count(&db, "children"), 50);
@@ -392,8 +413,8 @@ fn rejected_rows_can_be_fixed_and_replayed() -> TestResult {
 }
 
 #[test]
-fn log_shutdown_under_a_foreign_lock_ends_within_one_busy_budget_and_counts_the_loss()
--> TestResult {
+fn log_shutdown_under_a_foreign_lock_ends_within_one_busy_budget_and_counts_the_loss() -> TestResult
+{
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("logs.db");
     let budget = Duration::from_millis(500);
@@ -454,7 +475,9 @@ fn dropping_the_last_handle_on_a_current_thread_runtime_does_not_block_it() -> T
         let flag = Arc::clone(&released_in_time);
         let write = db.transaction(move |conn| {
             let _ = started.send(());
-            let released = wait_for_release.recv_timeout(Duration::from_secs(20)).is_ok();
+            let released = wait_for_release
+                .recv_timeout(Duration::from_secs(20))
+                .is_ok();
             flag.store(released, Ordering::SeqCst);
             conn.execute("INSERT INTO t(v) VALUES ('x')", [])?;
             Ok(())
@@ -477,8 +500,7 @@ fn dropping_the_last_handle_on_a_current_thread_runtime_does_not_block_it() -> T
 }
 
 #[test]
-fn dropping_the_last_handle_in_a_task_of_a_one_worker_runtime_lets_other_tasks_run()
--> TestResult {
+fn dropping_the_last_handle_in_a_task_of_a_one_worker_runtime_lets_other_tasks_run() -> TestResult {
     let (_dir, _path, db) = file_db(Config::default())?;
     db.blocking_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", ())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -493,7 +515,9 @@ fn dropping_the_last_handle_in_a_task_of_a_one_worker_runtime_lets_other_tasks_r
         let task = tokio::spawn(async move {
             let write = db.transaction(move |conn| {
                 let _ = started.send(());
-                let released = wait_for_release.recv_timeout(Duration::from_secs(20)).is_ok();
+                let released = wait_for_release
+                    .recv_timeout(Duration::from_secs(20))
+                    .is_ok();
                 flag.store(released, Ordering::SeqCst);
                 conn.execute("INSERT INTO t(v) VALUES ('x')", [])?;
                 Ok(())
@@ -532,11 +556,17 @@ fn busy_errors_count_requests_not_groups() -> TestResult {
                 scope.spawn(move || db.blocking_execute("INSERT INTO t(v) VALUES (?1)", (i,)))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     lock_holder.kill()?;
     lock_holder.wait()?;
-    assert!(results.iter().all(|r| matches!(r, Err(Error::Busy { .. }))), "{results:?}");
+    assert!(
+        results.iter().all(|r| matches!(r, Err(Error::Busy { .. }))),
+        "{results:?}"
+    );
     let locks = db.stats().locks;
     assert_eq!(locks.busy_errors, 8, "one per request: {locks:?}");
     Ok(())
@@ -560,7 +590,11 @@ fn threads_have_names_the_operating_system_keeps() -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(10);
     for expected in ["lh-writer", "lh-reader-0", "lh-reader-1", "lh-buffer"] {
         while !thread_names()?.iter().any(|name| name == expected) {
-            assert!(Instant::now() < deadline, "{expected} in {:?}", thread_names()?);
+            assert!(
+                Instant::now() < deadline,
+                "{expected} in {:?}",
+                thread_names()?
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

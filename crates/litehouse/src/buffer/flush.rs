@@ -222,7 +222,8 @@ impl Flusher {
 
     fn reject(&self, item: &Item, err: Error, isolation: &mut Isolation) {
         let (table, _, entry) = item.clone();
-        let message = format!("a row of table {table} was rejected and kept in _litehouse_rejected: {err}");
+        let message =
+            format!("a row of table {table} was rejected and kept in _litehouse_rejected: {err}");
         tracing::warn!(%table, %err, "write buffer: row rejected, kept in _litehouse_rejected");
         match self
             .db

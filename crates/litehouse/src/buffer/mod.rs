@@ -575,7 +575,12 @@ fn replay(row: &RejectedRow) -> Result<Vec<Write>> {
     let empty = serde_json::Map::new();
     let mut writes = Vec::new();
     if row.delete {
-        writes.push(prepare(&row.table, rejected::to_row(&empty, &row.key)?, &[], Kind::Delete)?);
+        writes.push(prepare(
+            &row.table,
+            rejected::to_row(&empty, &row.key)?,
+            &[],
+            Kind::Delete,
+        )?);
     }
     if let Some(update) = &row.update {
         let update = rejected::to_row(update, &row.key)?;

@@ -82,12 +82,20 @@ pub(crate) fn record(conn: &Connection, table: &str, entry: &Entry, err: &Error)
     });
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        });
     conn.prepare_cached(
         "INSERT INTO _litehouse_rejected(at_unix_ms, table_name, write, error, extended_code)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute((at, table, write.to_string(), err.to_string(), err.extended_code()))?;
+    .execute((
+        at,
+        table,
+        write.to_string(),
+        err.to_string(),
+        err.extended_code(),
+    ))?;
     Ok(())
 }
 
@@ -184,7 +192,7 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>> {
     let bad = || Error::Parameter {
         message: format!("{hex:?} is not a hex blob"),
     };
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(bad());
     }
     (0..hex.len())
