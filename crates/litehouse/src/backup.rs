@@ -68,6 +68,7 @@ fn copy(
                 return Err(Error::Sqlite {
                     extended_code: rusqlite::ffi::SQLITE_ERROR,
                     message: format!("unexpected backup step result {other:?}"),
+                    source: None,
                 });
             }
         }

@@ -79,6 +79,7 @@ impl Location {
             message: format!(
                 "could not open {self}: {err}; check that the directory exists and is writable"
             ),
+            source: Some(std::sync::Arc::new(err)),
         })
     }
 }

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use rusqlite::ffi;
 
+/// The underlying error an [`Error`] was made from.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Result alias used throughout litehouse.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -91,6 +94,10 @@ pub enum Error {
         extended_code: i32,
         /// SQLite's message, naming the table and columns.
         message: String,
+        /// The error this one was made from (the driver's or the operating system's), also
+        /// returned by [`std::error::Error::source`].
+        #[source]
+        source: Option<Cause>,
     },
     /// The SQL text could not be prepared (syntax error, unknown table or column, ...).
     #[error("invalid SQL: {message}")]
@@ -99,6 +106,10 @@ pub enum Error {
         extended_code: i32,
         /// SQLite's message.
         message: String,
+        /// The error this one was made from (the driver's or the operating system's), also
+        /// returned by [`std::error::Error::source`].
+        #[source]
+        source: Option<Cause>,
     },
     /// The parameters do not fit the statement (wrong count, unknown name, unsupported type).
     #[error("bad parameters: {message}")]
@@ -124,6 +135,10 @@ pub enum Error {
         extended_code: i32,
         /// What failed.
         message: String,
+        /// The error this one was made from (the driver's or the operating system's), also
+        /// returned by [`std::error::Error::source`].
+        #[source]
+        source: Option<Cause>,
     },
     /// A closure sent to the database panicked. The database keeps running; that request
     /// was rolled back.
@@ -152,6 +167,10 @@ pub enum Error {
         extended_code: i32,
         /// SQLite's message.
         message: String,
+        /// The error this one was made from (the driver's or the operating system's), also
+        /// returned by [`std::error::Error::source`].
+        #[source]
+        source: Option<Cause>,
     },
     /// An error raised by user code inside a transaction closure, which rolls it back.
     #[error("{0}")]
@@ -207,6 +226,19 @@ impl Error {
         }
     }
 
+    /// Keeps `cause` as this error's [`source`](std::error::Error::source), for the variants
+    /// that carry one.
+    pub(crate) fn with_source(mut self, cause: Cause) -> Error {
+        if let Error::Constraint { source, .. }
+        | Error::Sql { source, .. }
+        | Error::Io { source, .. }
+        | Error::Sqlite { source, .. } = &mut self
+        {
+            *source = Some(cause);
+        }
+        self
+    }
+
     /// The error for a panic caught from user code. The payload is dropped here, and a
     /// payload whose own `Drop` panics is leaked instead, so building this never unwinds.
     pub(crate) fn panic(payload: Box<dyn std::any::Any + Send>) -> Error {
@@ -253,11 +285,13 @@ fn constraint_kind(extended_code: i32) -> ConstraintKind {
 fn from_sqlite_failure(failure: &ffi::Error, message: Option<String>) -> Error {
     let extended_code = failure.extended_code;
     let message = message.unwrap_or_else(|| failure.to_string());
+    let source = None;
     match extended_code & 0xff {
         ffi::SQLITE_CONSTRAINT => Error::Constraint {
             kind: constraint_kind(extended_code),
             extended_code,
             message,
+            source,
         },
         ffi::SQLITE_READONLY => Error::ReadOnly { message },
         ffi::SQLITE_IOERR
@@ -267,60 +301,71 @@ fn from_sqlite_failure(failure: &ffi::Error, message: Option<String>) -> Error {
         | ffi::SQLITE_NOTADB => Error::Io {
             extended_code,
             message,
+            source,
         },
         ffi::SQLITE_RANGE | ffi::SQLITE_MISMATCH => Error::Parameter { message },
         // The generic code: unknown tables or columns, syntax, wrong value counts.
         ffi::SQLITE_ERROR => Error::Sql {
             extended_code,
             message,
+            source,
         },
         _ => Error::Sqlite {
             extended_code,
             message,
+            source,
         },
     }
 }
 
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Error {
-        use rusqlite::Error as E;
-        match err {
-            E::SqliteFailure(failure, message) => from_sqlite_failure(&failure, message),
-            E::SqlInputError {
-                error, msg, sql, ..
-            } => Error::Sql {
-                extended_code: error.extended_code,
-                message: format!("{msg} in `{sql}`"),
-            },
-            E::QueryReturnedNoRows => Error::NoRows,
-            E::InvalidParameterCount(given, expected) => Error::Parameter {
-                message: format!(
-                    "the statement takes {expected} parameters but {given} were given"
-                ),
-            },
-            E::InvalidParameterName(name) => Error::Parameter {
-                message: format!("the statement has no parameter named {name}"),
-            },
-            E::ToSqlConversionFailure(source) => Error::Parameter {
-                message: source.to_string(),
-            },
-            E::MultipleStatement => Error::Sql {
-                extended_code: ffi::SQLITE_ERROR,
-                message: "several statements given where one was expected; use script".into(),
-            },
-            E::ExecuteReturnedResults => Error::Sql {
-                extended_code: ffi::SQLITE_ERROR,
-                message: "the statement returns rows; use a query method".into(),
-            },
-            E::InvalidPath(path) => Error::Io {
-                extended_code: 0,
-                message: format!("invalid path {}", path.display()),
-            },
-            other => Error::Sqlite {
-                extended_code: ffi::SQLITE_ERROR,
-                message: other.to_string(),
-            },
-        }
+        convert(&err).with_source(Arc::new(err))
+    }
+}
+
+/// The variant for a driver error; [`Error::with_source`] then keeps the original.
+fn convert(err: &rusqlite::Error) -> Error {
+    use rusqlite::Error as E;
+    match err {
+        E::SqliteFailure(failure, message) => from_sqlite_failure(failure, message.clone()),
+        E::SqlInputError {
+            error, msg, sql, ..
+        } => Error::Sql {
+            extended_code: error.extended_code,
+            message: format!("{msg} in `{sql}`"),
+            source: None,
+        },
+        E::QueryReturnedNoRows => Error::NoRows,
+        E::InvalidParameterCount(given, expected) => Error::Parameter {
+            message: format!("the statement takes {expected} parameters but {given} were given"),
+        },
+        E::InvalidParameterName(name) => Error::Parameter {
+            message: format!("the statement has no parameter named {name}"),
+        },
+        E::ToSqlConversionFailure(source) => Error::Parameter {
+            message: source.to_string(),
+        },
+        E::MultipleStatement => Error::Sql {
+            extended_code: ffi::SQLITE_ERROR,
+            message: "several statements given where one was expected; use script".into(),
+            source: None,
+        },
+        E::ExecuteReturnedResults => Error::Sql {
+            extended_code: ffi::SQLITE_ERROR,
+            message: "the statement returns rows; use a query method".into(),
+            source: None,
+        },
+        E::InvalidPath(path) => Error::Io {
+            extended_code: 0,
+            message: format!("invalid path {}", path.display()),
+            source: None,
+        },
+        other => Error::Sqlite {
+            extended_code: ffi::SQLITE_ERROR,
+            message: other.to_string(),
+            source: None,
+        },
     }
 }
 
@@ -329,6 +374,7 @@ impl From<std::io::Error> for Error {
         Error::Io {
             extended_code: 0,
             message: err.to_string(),
+            source: Some(Arc::new(err)),
         }
     }
 }
@@ -358,6 +404,31 @@ mod tests {
         );
         check(ffi::SQLITE_CONSTRAINT_NOTNULL, ConstraintKind::NotNull);
         check(ffi::SQLITE_CONSTRAINT_CHECK, ConstraintKind::Check);
+    }
+
+    #[test]
+    fn driver_errors_keep_their_cause() {
+        use std::error::Error as _;
+        let err = Error::from(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_CONSTRAINT_UNIQUE),
+            Some("UNIQUE constraint failed: t.id".into()),
+        ));
+        let cause = err.source().expect("a source");
+        assert!(cause.to_string().contains("UNIQUE"), "{cause}");
+        let io = Error::from(std::io::Error::other("disk on fire"));
+        assert!(
+            io.source()
+                .is_some_and(|cause| cause.to_string() == "disk on fire")
+        );
+        let unwritten = Error::Unwritten {
+            entries: 3,
+            source: Box::new(Error::Closed),
+        };
+        assert!(
+            unwritten
+                .source()
+                .is_some_and(|cause| cause.to_string().contains("closed"))
+        );
     }
 
     #[test]

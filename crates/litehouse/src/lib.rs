@@ -67,7 +67,7 @@ pub use backup::BackupProgress;
 pub use buffer::{BufferConfig, BufferStats, REJECTED_TABLE, RejectedRow, Row, WriteBuffer};
 pub use config::{Config, Profile};
 pub use database::{Database, Location};
-pub use error::{ConstraintKind, Error, Result};
+pub use error::{Cause, ConstraintKind, Error, Result};
 pub use ident::{MAX_IDENTIFIER_LEN, quote_identifier, validate_identifier};
 pub use logdb::{
     LogConfig, LogDatabase, LogEntry, LogLayer, LogLevel, LogOrder, LogQuery, LogStats,

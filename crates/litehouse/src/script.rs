@@ -27,12 +27,14 @@ fn locate(err: rusqlite::Error, index: usize, sql: Option<&str>) -> Error {
         Error::Sql {
             extended_code,
             message,
+            source,
         } => Error::Sql {
             extended_code,
             message: match sql {
                 Some(sql) => format!("statement {index} (`{sql}`): {message}"),
                 None => format!("statement {index}: {message}"),
             },
+            source,
         },
         other => other,
     }

@@ -330,6 +330,7 @@ fn run_group(
             let cause = outcome.clone().err().unwrap_or_else(|| Error::Sqlite {
                 extended_code: rusqlite::ffi::SQLITE_ABORT,
                 message: "the transaction was rolled back by SQLite".into(),
+                source: None,
             });
             done.push((queued, outcome.err()));
             finish_all(done.drain(..), Err(&cause), context);
