@@ -165,10 +165,11 @@ impl LogWriter {
     }
 
     /// Writes every record queued when called (and the current batch).
+    /// Stops at the first failed batch: under a foreign lock each attempt waits a whole busy
+    /// budget, and the records left in the channel are tried again on the next round.
     fn write_queued(&mut self) -> Result<usize> {
         let mut left = self.records.len();
         let mut written = 0;
-        let mut first_error = None;
         loop {
             let before = self.batch.len();
             self.fill();
@@ -176,17 +177,12 @@ impl LogWriter {
             if self.batch.is_empty() {
                 break;
             }
-            match self.write_batch() {
-                Ok(rows) => written += rows,
-                Err(err) => {
-                    first_error.get_or_insert(err);
-                }
-            }
+            written += self.write_batch()?;
             if left == 0 {
                 break;
             }
         }
-        first_error.map_or(Ok(written), Err)
+        Ok(written)
     }
 
     fn write_batch(&mut self) -> Result<usize> {
