@@ -459,6 +459,28 @@ fn log_shutdown_under_a_foreign_lock_ends_within_one_busy_budget_and_counts_the_
     Ok(())
 }
 
+/// Queues a write that holds the writer until the returned sender is used (or 20 s pass), and
+/// stops waiting for it, so only a drain waits for it. The flag says whether it was released
+/// in time.
+async fn abandon_a_slow_write(db: &Database) -> (mpsc::Sender<()>, Arc<AtomicBool>) {
+    let released_in_time = Arc::new(AtomicBool::new(false));
+    let (release, wait_for_release) = mpsc::channel::<()>();
+    let (started, wait_for_start) = mpsc::channel::<()>();
+    let flag = Arc::clone(&released_in_time);
+    let write = db.transaction(move |conn| {
+        let _ = started.send(());
+        let released = wait_for_release
+            .recv_timeout(Duration::from_secs(20))
+            .is_ok();
+        flag.store(released, Ordering::SeqCst);
+        conn.execute("INSERT INTO t(v) VALUES ('x')", [])?;
+        Ok(())
+    });
+    let _ = tokio::time::timeout(Duration::from_millis(1), write).await;
+    wait_for_start.recv().expect("the write started");
+    (release, released_in_time)
+}
+
 #[test]
 fn dropping_the_last_handle_on_a_current_thread_runtime_does_not_block_it() -> TestResult {
     let (_dir, _path, db) = file_db(Config::default())?;
@@ -466,27 +488,12 @@ fn dropping_the_last_handle_on_a_current_thread_runtime_does_not_block_it() -> T
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let released_in_time = Arc::new(AtomicBool::new(false));
-    let (release, wait_for_release) = mpsc::channel::<()>();
-    let (started, wait_for_start) = mpsc::channel::<()>();
-    runtime.block_on(async {
-        // A write whose caller stops waiting, still running on the writer: the drain that the
-        // last handle's drop triggers has to wait for it.
-        let flag = Arc::clone(&released_in_time);
-        let write = db.transaction(move |conn| {
-            let _ = started.send(());
-            let released = wait_for_release
-                .recv_timeout(Duration::from_secs(20))
-                .is_ok();
-            flag.store(released, Ordering::SeqCst);
-            conn.execute("INSERT INTO t(v) VALUES ('x')", [])?;
-            Ok(())
-        });
-        let _ = tokio::time::timeout(Duration::from_millis(1), write).await;
-        wait_for_start.recv().expect("the write started");
+    let released_in_time = runtime.block_on(async {
+        let (release, released_in_time) = abandon_a_slow_write(&db).await;
         // Dropped on the executor thread: must return at once, not after the drain.
         drop(db);
         release.send(()).expect("release");
+        released_in_time
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while !released_in_time.load(Ordering::SeqCst) {
@@ -507,32 +514,23 @@ fn dropping_the_last_handle_in_a_task_of_a_one_worker_runtime_lets_other_tasks_r
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let released_in_time = Arc::new(AtomicBool::new(false));
-    let (release, wait_for_release) = mpsc::channel::<()>();
-    let (started, wait_for_start) = mpsc::channel::<()>();
-    let flag = Arc::clone(&released_in_time);
-    runtime.block_on(async move {
+    let released_in_time = runtime.block_on(async move {
+        let (handover, release) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            let write = db.transaction(move |conn| {
-                let _ = started.send(());
-                let released = wait_for_release
-                    .recv_timeout(Duration::from_secs(20))
-                    .is_ok();
-                flag.store(released, Ordering::SeqCst);
-                conn.execute("INSERT INTO t(v) VALUES ('x')", [])?;
-                Ok(())
-            });
-            let _ = tokio::time::timeout(Duration::from_millis(1), write).await;
-            wait_for_start.recv().expect("the write started");
-            // The close waits here, on the only worker; the task below must still run.
+            let (release, released_in_time) = abandon_a_slow_write(&db).await;
+            handover.send(release).expect("handover");
+            // The close waits here, on the only worker; the releaser must still run.
             drop(db);
+            released_in_time
         });
         let releaser = tokio::spawn(async move {
+            let release = release.await.expect("release sender");
             tokio::time::sleep(Duration::from_millis(50)).await;
             release.send(()).expect("release");
         });
-        task.await.expect("task");
+        let released_in_time = task.await.expect("task");
         releaser.await.expect("releaser");
+        released_in_time
     });
     assert!(
         released_in_time.load(Ordering::SeqCst),
