@@ -387,6 +387,19 @@ impl PyDatabase {
         Ok(py.import("json")?.call_method1("loads", (json,))?.unbind())
     }
 
+    /// Sets a pragma on the writing connection, outside any transaction (so `synchronous`
+    /// and the like can change); returns what the pragma reports afterwards, if anything.
+    fn pragma_update(
+        &self,
+        py: Python<'_>,
+        name: String,
+        value: String,
+    ) -> PyResult<Option<String>> {
+        self.check_not_in_transaction()?;
+        py.detach(|| self.db.blocking_pragma_update(&name, &value))
+            .py_result()
+    }
+
     /// Rebuilds the file to reclaim free pages (writes wait meanwhile).
     fn vacuum(&self, py: Python<'_>) -> PyResult<()> {
         self.check_not_in_transaction()?;

@@ -261,6 +261,13 @@ def test_maintenance_backup_and_close(db, tmp_path):
         db.execute("INSERT INTO t(v) VALUES ('late')")
 
 
+def test_pragma_update_runs_outside_a_transaction(db):
+    db.pragma_update("synchronous", "FULL")
+    with pytest.raises(litehouse.ParameterError):
+        db.pragma_update("synchronous; DROP TABLE t", "1")
+    assert db.query_row("SELECT count(*) AS n FROM t") == {"n": 0}
+
+
 def test_context_manager_closes(path):
     with litehouse.Database(path) as db:
         db.execute("CREATE TABLE t(x)")

@@ -104,6 +104,39 @@ on_writer!(
 );
 
 impl Database {
+    /// Sets pragma `name` to `value` on the writer connection, between groups (outside any
+    /// transaction, so pragmas such as `synchronous` that refuse to change inside one work),
+    /// and returns what the pragma reports afterwards, if anything. `name` must be an
+    /// identifier; `value` is quoted as a SQL literal. Reader connections keep their settings.
+    ///
+    /// ```
+    /// # let db = litehouse::Database::open_memory("doc-pragma", litehouse::Config::default())?;
+    /// db.blocking_pragma_update("synchronous", "FULL")?;
+    /// assert!(db.blocking_pragma_update("synchronous; DROP TABLE x", "1").is_err());
+    /// # Ok::<(), litehouse::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Parameter`](crate::Error::Parameter) for a name that is not an identifier;
+    /// SQLite's error for a value the pragma refuses.
+    pub fn blocking_pragma_update(&self, name: &str, value: &str) -> Result<Option<String>> {
+        let (name, value) = (
+            crate::validate_identifier(name)?.to_owned(),
+            value.to_owned(),
+        );
+        self.blocking_exclusive(move |conn: &mut Connection| pragma_update(conn, &name, &value))
+    }
+
+    /// Async twin of [`blocking_pragma_update`](Database::blocking_pragma_update).
+    pub async fn pragma_update(&self, name: &str, value: &str) -> Result<Option<String>> {
+        let (name, value) = (
+            crate::validate_identifier(name)?.to_owned(),
+            value.to_owned(),
+        );
+        self.exclusive(move |conn: &mut Connection| pragma_update(conn, &name, &value))
+            .await
+    }
+
     /// Runs `PRAGMA integrity_check` on a reader (it does not block writers) and returns the
     /// problems found: empty when the database is sound.
     ///
@@ -132,4 +165,26 @@ impl Database {
     pub async fn quick_check(&self) -> Result<Vec<String>> {
         self.read(|conn| problems(conn, "PRAGMA quick_check")).await
     }
+}
+
+fn pragma_update(conn: &Connection, name: &str, value: &str) -> Result<Option<String>> {
+    let mut reported = None;
+    conn.pragma_update_and_check(None, name, value, |row| {
+        reported = row
+            .get::<_, rusqlite::types::Value>(0)
+            .ok()
+            .map(|value| match value {
+                rusqlite::types::Value::Integer(integer) => integer.to_string(),
+                rusqlite::types::Value::Real(real) => real.to_string(),
+                rusqlite::types::Value::Text(text) => text,
+                _ => String::new(),
+            });
+        Ok(())
+    })
+    .or_else(|err| match err {
+        // Pragmas that report nothing after being set.
+        rusqlite::Error::QueryReturnedNoRows => Ok(()),
+        other => Err(other),
+    })?;
+    Ok(reported)
 }

@@ -70,6 +70,9 @@ class AsyncDatabase:
     async def script(self, sql: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._db.script, sql)
 
+    async def pragma_update(self, name: str, value: str) -> str | None:
+        return await asyncio.to_thread(self._db.pragma_update, name, value)
+
     async def vacuum(self) -> None:
         await asyncio.to_thread(self._db.vacuum)
 

@@ -432,7 +432,7 @@ class DbEngine:
         if not _NAME.match(pragma_name) or not _PRAGMA_VALUE.match(str(value)):
             raise OperationError(f"Invalid pragma {pragma_name!r} = {value!r}")
         try:
-            self._db.execute(f"PRAGMA {pragma_name} = {value}")
+            self._db.pragma_update(pragma_name, str(value))
         except Exception as error:
             raise OperationError(f"Failed to configure pragma {pragma_name}: {error}") from error
 
