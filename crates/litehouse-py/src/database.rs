@@ -75,6 +75,10 @@ fn config(
 }
 
 impl PyDatabase {
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
     fn id(&self) -> usize {
         std::ptr::from_ref(self) as usize
     }
@@ -172,9 +176,7 @@ fn many_on(conn: &Connection, sql: &str, all: &[Params]) -> litehouse::Result<us
 }
 
 fn script_to_python(py: Python<'_>, results: &[litehouse::StatementResult]) -> PyResult<Py<PyAny>> {
-    let json = serde_json::to_string(results)
-        .map_err(|err| pyo3::exceptions::PyValueError::new_err(err.to_string()))?;
-    Ok(py.import("json")?.call_method1("loads", (json,))?.unbind())
+    crate::json::to_python(py, &results)
 }
 
 fn first_row(py: Python<'_>, rows: &Rows) -> PyResult<Option<Py<PyAny>>> {
@@ -382,9 +384,7 @@ impl PyDatabase {
 
     /// Counters, latencies and queue depth, as a dict.
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let json = serde_json::to_string(&self.db.stats())
-            .map_err(|err| pyo3::exceptions::PyValueError::new_err(err.to_string()))?;
-        Ok(py.import("json")?.call_method1("loads", (json,))?.unbind())
+        crate::json::to_python(py, &self.db.stats())
     }
 
     /// Sets a pragma on the writing connection, outside any transaction (so `synchronous`

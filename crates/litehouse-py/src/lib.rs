@@ -3,8 +3,11 @@
 //! classes, the asyncio face and the compatibility layers.
 #![deny(clippy::unwrap_used)]
 
+mod buffer;
 mod database;
 mod errors;
+mod json;
+mod logs;
 mod transaction;
 mod values;
 
@@ -15,6 +18,8 @@ use pyo3::prelude::*;
 fn _litehouse(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<database::PyDatabase>()?;
     module.add_class::<transaction::Transaction>()?;
+    module.add_class::<buffer::PyWriteBuffer>()?;
+    module.add_class::<logs::PyLogDatabase>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

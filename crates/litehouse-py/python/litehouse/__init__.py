@@ -17,9 +17,19 @@ a pool of read-only connections. Every wait releases the GIL.
 
 from __future__ import annotations
 
-from ._litehouse import Database, Transaction, __version__
+from ._litehouse import Database, LogDatabase, Transaction, WriteBuffer, __version__
 from .aio import AsyncDatabase
+from .handler import LogHandler
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors
 
-__all__ = ["Database", "AsyncDatabase", "Transaction", "__version__", *_errors]
+__all__ = [
+    "Database",
+    "AsyncDatabase",
+    "Transaction",
+    "WriteBuffer",
+    "LogDatabase",
+    "LogHandler",
+    "__version__",
+    *_errors,
+]

@@ -82,9 +82,24 @@ where
             fields: visitor.fields,
             spans,
         };
-        if self.sender.try_send(record).is_err() {
+        self.try_send(record);
+    }
+}
+
+impl LogLayer {
+    /// Queues `record` without waiting; a full channel or a shut-down database drops it and
+    /// counts it. Returns whether it was queued.
+    pub(crate) fn try_send(&self, record: Record) -> bool {
+        // Acquire: pairs with the writer's Release store at shutdown.
+        let closed = self
+            .counters
+            .closed
+            .load(std::sync::atomic::Ordering::Acquire);
+        if closed || self.sender.try_send(record).is_err() {
             self.counters.dropped.fetch_add(1, super::RELAXED);
+            return false;
         }
+        true
     }
 }
 

@@ -249,6 +249,37 @@ impl LogDatabase {
         }
     }
 
+    /// Queues one entry without `tracing`, for bridges from other logging systems (the Python
+    /// binding's `logging.Handler`). Never waits: returns false, and counts the entry in
+    /// [`LogStats::dropped`], when the channel is full or the database was shut down.
+    ///
+    /// ```
+    /// use litehouse::{LogConfig, LogDatabase, LogLevel, LogQuery};
+    /// let logs = LogDatabase::open_memory("doc-try-log", LogConfig::default())?;
+    /// let fields = serde_json::json!({"job": 7}).as_object().cloned().unwrap_or_default();
+    /// assert!(logs.try_log(LogLevel::Warn, "worker", "slow job", fields));
+    /// logs.blocking_flush()?;
+    /// let entries = logs.blocking_query(&LogQuery::default())?;
+    /// assert_eq!((entries[0].message.as_str(), entries[0].fields["job"].as_i64()), ("slow job", Some(7)));
+    /// # Ok::<(), litehouse::Error>(())
+    /// ```
+    pub fn try_log(
+        &self,
+        level: LogLevel,
+        target: &str,
+        message: &str,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        self.layer().try_send(layer::Record {
+            unix_micros: query::unix_micros(std::time::SystemTime::now()),
+            level,
+            target: target.to_owned(),
+            message: message.to_owned(),
+            fields,
+            spans: Vec::new(),
+        })
+    }
+
     /// The underlying database, for queries of your own.
     pub fn database(&self) -> &Database {
         &self.inner.db
