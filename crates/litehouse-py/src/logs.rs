@@ -70,6 +70,31 @@ impl PyLogDatabase {
         Ok(PyLogDatabase { logs })
     }
 
+    /// Opens the in-memory log database `name` (gone when the last handle closes).
+    #[staticmethod]
+    #[pyo3(signature = (name, *, retention = Some(7.0 * 86400.0), channel_capacity = 8192,
+                        batch_size = 512, flush_interval = 0.5))]
+    fn memory(
+        py: Python<'_>,
+        name: &str,
+        retention: Option<f64>,
+        channel_capacity: usize,
+        batch_size: usize,
+        flush_interval: f64,
+    ) -> PyResult<PyLogDatabase> {
+        let config = LogConfig {
+            retention: retention.map(|keep| seconds(keep, "retention")).transpose()?,
+            channel_capacity,
+            batch_size,
+            flush_interval: seconds(flush_interval, "flush_interval")?,
+            ..LogConfig::default()
+        };
+        let logs = py
+            .detach(|| LogDatabase::open_memory(name, config))
+            .py_result()?;
+        Ok(PyLogDatabase { logs })
+    }
+
     /// Queues one entry; never waits. Returns False when it was dropped (queue full or shut
     /// down; counted in `stats()["dropped"]`).
     #[pyo3(signature = (level_name, target, message, fields = None))]
