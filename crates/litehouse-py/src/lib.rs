@@ -8,6 +8,7 @@ mod database;
 mod errors;
 mod json;
 mod logs;
+mod store;
 mod transaction;
 mod values;
 
@@ -20,6 +21,7 @@ fn _litehouse(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<transaction::Transaction>()?;
     module.add_class::<buffer::PyWriteBuffer>()?;
     module.add_class::<logs::PyLogDatabase>()?;
+    module.add_class::<store::PyStore>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -83,7 +83,9 @@ impl PyLogDatabase {
         flush_interval: f64,
     ) -> PyResult<PyLogDatabase> {
         let config = LogConfig {
-            retention: retention.map(|keep| seconds(keep, "retention")).transpose()?,
+            retention: retention
+                .map(|keep| seconds(keep, "retention"))
+                .transpose()?,
             channel_capacity,
             batch_size,
             flush_interval: seconds(flush_interval, "flush_interval")?,
@@ -129,7 +131,10 @@ impl PyLogDatabase {
 
     /// Entries, newest first: at least `min_level`, `target_prefix`, `since` (Unix seconds),
     /// text `contains`, at most `limit`.
-    #[expect(clippy::too_many_arguments, reason = "Python keyword arguments, one per filter")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Python keyword arguments, one per filter"
+    )]
     #[pyo3(signature = (*, min_level = None, target_prefix = None, since = None, contains = None,
                         limit = 100, oldest_first = false))]
     fn query(

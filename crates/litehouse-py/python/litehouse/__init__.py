@@ -17,7 +17,7 @@ a pool of read-only connections. Every wait releases the GIL.
 
 from __future__ import annotations
 
-from ._litehouse import Database, LogDatabase, Transaction, WriteBuffer, __version__
+from ._litehouse import Database, LogDatabase, Store, Transaction, WriteBuffer, __version__
 from .aio import AsyncDatabase
 from .handler import LogHandler
 from .errors import *  # noqa: F403
@@ -30,6 +30,7 @@ __all__ = [
     "WriteBuffer",
     "LogDatabase",
     "LogHandler",
+    "Store",
     "__version__",
     *_errors,
 ]

@@ -27,6 +27,9 @@ __all__ = [
     "PanicError",
     "MisuseError",
     "ConfigError",
+    "NotFoundError",
+    "ConflictError",
+    "InvalidInputError",
 ]
 
 
@@ -126,3 +129,19 @@ class MisuseError(ProgrammingError):
 
 class ConfigError(Error, ValueError):
     """An invalid setting."""
+
+
+class NotFoundError(DatabaseError, LookupError):
+    """A document store collection or document does not exist."""
+
+
+class ConflictError(IntegrityError):
+    """A document store write conflicts: a unique index (``conflicting_id`` names the document
+    that holds the value, ``index`` the index), a restricting reference, or an expected version."""
+
+    conflicting_id: str | None = None
+    index: str | None = None
+
+
+class InvalidInputError(ProgrammingError, ValueError):
+    """A document store call was given an invalid name, path, document, filter or query."""
