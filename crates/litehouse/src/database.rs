@@ -1,6 +1,5 @@
 //! `Database`: opening, closing, and handing work to the writer and the readers.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +13,7 @@ use crate::readers::{ReadJob, Readers, install_read_guard, refused_as_read_only}
 use crate::reply::{self, Reply};
 use crate::retry::BusyRetry;
 use crate::stats::{OpKind, StatsCollector};
-use crate::worker::catch;
+use crate::worker::{catch, wait_if_allowed};
 use crate::writer::{ClosureJob, ExclusiveJob, Message, WriterContext, WriterHandle};
 
 /// A SQLite database with one writer thread (group commit) and a pool of readers.
@@ -383,36 +382,24 @@ impl Inner {
 impl Drop for Inner {
     /// The last handle closes the database: everything queued is finished first.
     ///
-    /// Waiting for that would block whoever drops the handle. On a plain thread it waits. On
-    /// a multi-threaded tokio runtime it waits inside `block_in_place`, so the runtime moves
-    /// its other tasks to another worker meanwhile. Where waiting is impossible (on the writer
-    /// itself, when a closure dropped the last handle, or on a current-thread runtime) the
-    /// shutdown is queued instead and the writer and readers finish the drain, close their
-    /// connections and end on their own. Call [`Database::close`] from async code to wait for
-    /// the close and see its result.
+    /// It waits for that where a thread may wait: a plain thread, or a multi-threaded tokio
+    /// runtime (inside `block_in_place`, so the runtime's other tasks move to another worker).
+    /// Where waiting is impossible (on the writer itself, when a closure dropped the last
+    /// handle; on a current-thread runtime; in a `LocalSet`) the shutdown is queued instead and
+    /// the writer and readers finish the drain, close their connections and end on their own.
+    /// Call [`Database::close`] from async code to wait for the close and see its result.
     fn drop(&mut self) {
         self.mark_closed();
-        let on_writer = self.writer.is_current_thread();
-        let runtime = tokio::runtime::Handle::try_current().ok();
-        if !on_writer && runtime.is_none() {
-            return self.close_and_join();
+        if !self.writer.is_current_thread() && wait_if_allowed(|| self.close_and_join()) {
+            return;
         }
-        let multi_threaded = runtime.is_some_and(|runtime| {
-            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
-        if !on_writer && multi_threaded && !std::thread::panicking() {
-            // `block_in_place` refuses (panics before running anything) inside a `LocalSet`;
-            // then the drain is handed over as on a current-thread runtime.
-            let mut closed = false;
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                tokio::task::block_in_place(|| {
-                    closed = true;
-                    self.close_and_join();
-                });
-            }));
-            if closed {
-                return;
-            }
+        let queued = self.writer.queue_depth();
+        if queued > 0 {
+            tracing::warn!(
+                queued,
+                "the last Database handle was dropped where it cannot wait; the writer finishes \
+                 the queued writes on its own (call close().await to wait for them)"
+            );
         }
         let (reply, _) = reply::blocking();
         // `try_send` never waits; if the queue is full, the disconnect below still ends the

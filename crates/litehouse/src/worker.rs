@@ -79,6 +79,44 @@ impl Drop for Worker {
     }
 }
 
+/// Runs `wait` if this thread may block: a plain thread, or a multi-threaded tokio runtime
+/// (inside `block_in_place`, so the runtime moves its other tasks to another worker). Returns
+/// false without running it where blocking would stall an executor: a current-thread runtime,
+/// a `LocalSet`, or while this thread unwinds from a panic. Owners then hand the work to their
+/// threads and let them finish on their own.
+pub(crate) fn wait_if_allowed(wait: impl FnOnce()) -> bool {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        wait();
+        return true;
+    };
+    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread
+        || std::thread::panicking()
+    {
+        return false;
+    }
+    block_in_place_if_allowed(wait)
+}
+
+/// `block_in_place` refuses inside a `LocalSet` by panicking before it runs anything, and tokio
+/// offers no way to ask first. With `panic = "unwind"` that refusal is caught (the panic hook
+/// still prints it); with `panic = "abort"` it would end the process, so then nothing blocks.
+#[cfg(panic = "unwind")]
+fn block_in_place_if_allowed(wait: impl FnOnce()) -> bool {
+    let mut ran = false;
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| {
+            ran = true;
+            wait();
+        });
+    }));
+    ran
+}
+
+#[cfg(not(panic = "unwind"))]
+fn block_in_place_if_allowed(_wait: impl FnOnce()) -> bool {
+    false
+}
+
 /// Runs `work`, turning a panic into [`Error::Panic`].
 pub(crate) fn catch<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| Err(Error::panic(payload)))

@@ -270,10 +270,18 @@ fn writer_loop(
                 .is_err()
                 {
                     in_user_code.store(false, Ordering::Relaxed);
-                    if !conn.is_autocommit() {
+                    if conn.is_autocommit() {
+                        tracing::error!(
+                            "litehouse bug: a write group panicked after its transaction ended; \
+                             requests not answered yet get Closed"
+                        );
+                    } else {
                         let _ = conn.execute_batch("ROLLBACK");
+                        tracing::error!(
+                            "litehouse bug: a write group panicked; its transaction was rolled \
+                             back and requests not answered yet get Closed"
+                        );
                     }
-                    tracing::error!("a write group panicked; it was rolled back");
                 }
             }
         }
@@ -334,6 +342,8 @@ fn run_group(
             });
             done.push((queued, outcome.err()));
             finish_all(done.drain(..), Err(&cause), context);
+            // A clone of a request's error, possibly user data whose `Drop` panics.
+            contain_drop(cause);
             if let Err(err) = begin(conn, context) {
                 return finish_all(pending.map(|queued| (queued, None)), Err(&err), context);
             }
@@ -403,16 +413,26 @@ fn finish_all(
             .map(|(queued, _)| now.duration_since(queued.enqueued)),
     );
     for (queued, own_error) in finished {
-        let outcome = match &own_error {
-            Some(own) => Err(own),
-            None => group,
-        };
-        context.stats.op(queued.kind, outcome.is_ok());
-        if outcome.is_err_and(Error::is_busy) {
+        let failed = own_error.is_some() || group.is_err();
+        let busy = own_error
+            .as_ref()
+            .map_or(group.is_err_and(Error::is_busy), Error::is_busy);
+        context.stats.op(queued.kind, !failed);
+        if busy {
             context.stats.busy_error();
         }
-        // Each reply on its own: a panic from one request's values (contained inside
-        // `finish` already) can never cost the other requests of the group their answer.
-        contain(|| queued.job.finish(outcome));
+        // Each reply on its own: a panic from one request's values can never cost the other
+        // requests of the group their answer. `own_error` is a clone of the request's own
+        // error, which may hold user data (`Error::User`); once the caller's copy is gone
+        // (the caller stopped waiting) this clone is the last one, and its `Drop` is user
+        // code too, so it is dropped inside the containment as well.
+        contain(move || {
+            let outcome = match &own_error {
+                Some(own) => Err(own),
+                None => group,
+            };
+            queued.job.finish(outcome);
+            drop(own_error);
+        });
     }
 }

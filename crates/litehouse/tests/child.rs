@@ -36,6 +36,12 @@ fn entry() {
     match parts.as_slice() {
         ["hold-lock", path, millis] => hold_lock(path, millis.parse().expect("millis")),
         ["hold-write-lock", path, millis] => hold_write_lock(path, millis.parse().expect("millis")),
+        ["log-then-exit-async", path, rows] => {
+            crate::regressions::log_then_exit_async(path, rows.parse().expect("rows"))
+        }
+        ["buffer-then-exit-async", path, rows] => {
+            crate::regressions::buffer_then_exit_async(path, rows.parse().expect("rows"))
+        }
         ["durable-writer", path, threads] => {
             durable_writer(path, threads.parse().expect("threads"))
         }

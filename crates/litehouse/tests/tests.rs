@@ -10,4 +10,5 @@ mod lifecycle;
 mod locking;
 mod logdb;
 mod maintenance;
+mod regressions;
 mod util;

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use flume::RecvTimeoutError;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::Shared;
-use super::rejected::{record, rejects_rows};
+use super::rejected::{isolatable, record, rejects_rows};
 use super::sql::write_batches;
 use super::state::{Batch, Item, batch_of, batch_rows, items};
 use crate::Database;
@@ -80,7 +81,9 @@ impl Flusher {
                 }
                 Ok(Command::Flush(reply)) => reply.send(self.flush_pending()),
                 Ok(Command::Stop(reply)) => {
-                    let result = self.drain().and_then(|_| self.rejections());
+                    let result = self
+                        .drain()
+                        .and_then(|written| self.rejections().map(|()| written));
                     return reply.send(result);
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -123,6 +126,19 @@ impl Flusher {
             .blocking_transaction(move |conn| write_batches(conn, &for_writer))
     }
 
+    /// Writes `batch` in a transaction of its own on the writer, between groups: its outcome
+    /// is its own, since no other request shares the transaction (in a group, another request's
+    /// deferred constraint can fail the shared COMMIT). Used only while isolating rows.
+    fn commit_alone(&self, batch: &Batch) -> Result<usize> {
+        let for_writer = Arc::clone(batch);
+        self.db.blocking_exclusive(move |conn: &mut Connection| {
+            let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rows = write_batches(&transaction, &for_writer)?;
+            transaction.commit()?;
+            Ok(rows)
+        })
+    }
+
     fn write(&mut self, batch: &Batch) -> Result<usize> {
         let started = Instant::now();
         let settled = match self.commit(batch) {
@@ -130,7 +146,7 @@ impl Flusher {
                 written: rows,
                 ..Isolation::default()
             },
-            Err(err) if rejects_rows(&err) => self.isolate(batch, err),
+            Err(err) if isolatable(&err) => self.isolate(batch),
             Err(err) => Isolation {
                 unsettled: items(batch),
                 transient: Some(err),
@@ -142,6 +158,7 @@ impl Flusher {
             rejected,
             last_rejection,
             unsettled,
+            suspects: _,
             transient,
         } = settled;
         let mut state = self.shared.state.lock();
@@ -181,19 +198,27 @@ impl Flusher {
         outcome
     }
 
-    /// The batch failed because of some of its rows: writes it in halves, and halves of those,
-    /// until every failing row stands alone, and moves each of those to the rejected-rows table
-    /// with its error. Every good row is written, in order (halves keep it). A transient error
-    /// on the way (busy, I/O) stops the isolation: the rows not settled yet go back.
-    fn isolate(&self, batch: &Batch, first: Error) -> Isolation {
+    /// The batch failed, perhaps because of some of its rows: writes it again in a transaction
+    /// of its own, then in halves, and halves of those, until every failing row stands alone.
+    /// Every good row is written, in order (halves keep it). A row that fails alone with a
+    /// constraint error (or a value its column refuses) is moved to the rejected-rows table
+    /// with its error. A row that fails alone with another SQL error is rejected only if other
+    /// rows of the batch were written, which shows the error is the row's own (a malformed
+    /// value under an expression index); when nothing could be written (a missing table), the
+    /// error is taken as transient and the rows go back. So do all rows not settled yet when a
+    /// transient error (busy, I/O) stops the isolation.
+    fn isolate(&self, batch: &Batch) -> Isolation {
         let mut isolation = Isolation::default();
-        let all = items(batch);
-        if let [only] = all.as_slice() {
-            self.reject(only, first, &mut isolation);
-        } else {
-            let (left, right) = all.split_at(all.len() / 2);
-            self.settle(left, &mut isolation);
-            self.settle(right, &mut isolation);
+        self.settle(&items(batch), &mut isolation);
+        for (item, err) in std::mem::take(&mut isolation.suspects) {
+            if isolation.transient.is_some() {
+                isolation.unsettled.push(item);
+            } else if rejects_rows(&err) || isolation.written > 0 {
+                self.reject(&item, err, &mut isolation);
+            } else {
+                isolation.unsettled.push(item);
+                isolation.transient = Some(err);
+            }
         }
         isolation
     }
@@ -202,11 +227,11 @@ impl Flusher {
         if isolation.transient.is_some() {
             return isolation.unsettled.extend_from_slice(items);
         }
-        match self.commit(&batch_of(items)) {
+        match self.commit_alone(&batch_of(items)) {
             Ok(rows) => isolation.written += rows,
-            Err(err) if rejects_rows(&err) => {
+            Err(err) if isolatable(&err) => {
                 if let [only] = items {
-                    self.reject(only, err, isolation);
+                    isolation.suspects.push((only.clone(), err));
                 } else {
                     let (left, right) = items.split_at(items.len() / 2);
                     self.settle(left, isolation);
@@ -240,13 +265,14 @@ impl Flusher {
         }
     }
 
-    /// What `stop` reports after its drain: the rows written, or, if the database refused
-    /// rows during the buffer's life, [`Error::Rejected`] so the caller cannot miss them.
-    fn rejections(&self) -> Result<usize> {
+    /// After `stop`'s drain: [`Error::Rejected`] if rows the database refused during the
+    /// buffer's life are still in the rejected-rows table (not replayed or discarded through
+    /// this buffer), so the caller cannot miss them.
+    fn rejections(&self) -> Result<()> {
         let state = self.shared.state.lock();
         let counters = &state.counters;
-        match counters.rejected {
-            0 => Ok(usize::try_from(counters.flushed).unwrap_or(usize::MAX)),
+        match counters.outstanding_rejections {
+            0 => Ok(()),
             rows => Err(Error::Rejected {
                 rows,
                 message: counters.last_rejection.clone().unwrap_or_default(),
@@ -300,6 +326,8 @@ struct Isolation {
     last_rejection: Option<String>,
     /// Rows neither written nor rejected, because of `transient`; they go back to the buffer.
     unsettled: Vec<Item>,
+    /// Rows that failed alone, with their errors, decided once the whole batch was tried.
+    suspects: Vec<(Item, Error)>,
     transient: Option<Error>,
 }
 

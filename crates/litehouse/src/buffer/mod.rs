@@ -24,7 +24,7 @@ pub use row::Row;
 use crate::Database;
 use crate::error::{Error, Result};
 use crate::reply;
-use crate::worker::Worker;
+use crate::worker::{Worker, wait_if_allowed};
 use flush::Command;
 use row::{KeyId, Op, normalize_name, split_key};
 use state::{Refused, State, Write};
@@ -412,6 +412,8 @@ impl WriteBuffer {
     /// # Errors
     /// When flushes keep failing for `stop_timeout`, the last error; the rows not written are
     /// still counted in [`stats`](WriteBuffer::stats) and are lost with the buffer.
+    /// [`Error::Rejected`] when every row was flushed but rows the database refused are still
+    /// in the rejected-rows table (see [`rejected`](WriteBuffer::rejected)).
     pub async fn stop(&self) -> Result<usize> {
         self.begin_stop();
         let (reply, receiver) = reply::asynchronous();
@@ -438,7 +440,8 @@ impl WriteBuffer {
     /// A flush that fails with a constraint error is split until the failing rows stand
     /// alone: every good row is written, and each refused one is moved there (counted in
     /// [`BufferStats::rejected`], shown in [`BufferStats::last_error`], and reported by
-    /// [`stop`](WriteBuffer::stop) as [`Error::Rejected`]).
+    /// [`stop`](WriteBuffer::stop) as [`Error::Rejected`] while any of them has not been
+    /// replayed or discarded through this buffer).
     ///
     /// ```
     /// use litehouse::{BufferConfig, Config, Database, Row, WriteBuffer};
@@ -454,7 +457,7 @@ impl WriteBuffer {
     /// // Fix the row and put it back into the buffer:
     /// db.blocking_execute("UPDATE _litehouse_rejected SET write = json_set(write, '$.upsert.owner', 'bob')", ())?;
     /// assert_eq!(buffer.blocking_retry_rejected(&[rejected[0].id])?, 1);
-    /// assert!(buffer.blocking_stop().unwrap_err().to_string().contains("rejected 1"));
+    /// assert_eq!(buffer.blocking_stop()?, 1); // the replayed row; nothing left unresolved
     /// let owners: i64 = db.blocking_query_row("SELECT count(*) FROM jobs", (), |r| r.get(0))?;
     /// assert_eq!(owners, 2);
     /// # Ok::<(), litehouse::Error>(())
@@ -515,18 +518,30 @@ impl WriteBuffer {
     /// The database's error.
     pub async fn discard_rejected(&self, ids: &[i64]) -> Result<usize> {
         let ids = ids.to_vec();
-        self.inner
+        let removed = self
+            .inner
             .db
             .transaction(move |conn| rejected::remove(conn, &ids))
-            .await
+            .await?;
+        Ok(self.settled_rejections(removed))
     }
 
     /// Blocking twin of [`discard_rejected`](WriteBuffer::discard_rejected).
     pub fn blocking_discard_rejected(&self, ids: &[i64]) -> Result<usize> {
         let ids = ids.to_vec();
-        self.inner
+        let removed = self
+            .inner
             .db
-            .blocking_transaction(move |conn| rejected::remove(conn, &ids))
+            .blocking_transaction(move |conn| rejected::remove(conn, &ids))?;
+        Ok(self.settled_rejections(removed))
+    }
+
+    /// Rows removed from the rejected-rows table no longer need reporting by `stop`.
+    fn settled_rejections(&self, removed: usize) -> usize {
+        let mut state = self.shared().state.lock();
+        let outstanding = &mut state.counters.outstanding_rejections;
+        *outstanding = outstanding.saturating_sub(removed as u64);
+        removed
     }
 
     fn begin_stop(&self) {
@@ -642,22 +657,34 @@ impl Drop for Handle {
     /// The last handle flushes what is left, like [`WriteBuffer::blocking_stop`]; call
     /// `stop` yourself to see its result.
     ///
-    /// Where waiting could hang or block an executor (on the database's writer thread, or on
-    /// an async runtime's thread) the stop is queued without waiting: the flusher drains
-    /// the buffer and ends on its own.
+    /// It waits where a thread may wait (a plain thread; a multi-threaded tokio runtime, inside
+    /// `block_in_place`). On the database's writer thread, a current-thread runtime or in a
+    /// `LocalSet` the stop is queued without waiting and the flusher drains the buffer on its
+    /// own: a process that exits right then loses what was not flushed, so call `stop().await`.
     fn drop(&mut self) {
-        let must_not_wait =
-            self.db.is_writer_thread() || tokio::runtime::Handle::try_current().is_ok();
-        if must_not_wait {
-            self.begin_stop();
-            let (reply, _) = reply::blocking();
-            let _ = self.commands().try_send(Command::Stop(reply));
-            self.commands = None;
-            if let Some(mut flusher) = self.flusher.lock().take() {
-                flusher.detach();
-            }
+        if !self.db.is_writer_thread() && wait_if_allowed(|| self.stop_and_join()) {
             return;
         }
+        self.begin_stop();
+        let pending = self.shared.state.lock().rows();
+        if pending > 0 {
+            tracing::warn!(
+                pending,
+                "the last WriteBuffer handle was dropped where it cannot wait; the flusher \
+                 writes the pending rows on its own (call stop().await to wait for them)"
+            );
+        }
+        let (reply, _) = reply::blocking();
+        let _ = self.commands().try_send(Command::Stop(reply));
+        self.commands = None;
+        if let Some(mut flusher) = self.flusher.lock().take() {
+            flusher.detach();
+        }
+    }
+}
+
+impl Handle {
+    fn stop_and_join(&mut self) {
         if !self.shared.state.lock().stopped {
             let _ = self.stop_and_wait();
         }

@@ -59,6 +59,15 @@ pub(crate) fn rejects_rows(err: &Error) -> bool {
     matches!(err, Error::Constraint { .. } | Error::Parameter { .. })
 }
 
+/// True for an error that some rows may cause by themselves, so the batch is worth splitting:
+/// those of [`rejects_rows`], and SQL errors other than lock contention (a malformed value
+/// under an expression index, a trigger's error; but also a missing table, which splitting
+/// tells apart because then no row can be written).
+pub(crate) fn isolatable(err: &Error) -> bool {
+    rejects_rows(err)
+        || (matches!(err, Error::Sql { .. } | Error::Sqlite { .. }) && !err.is_lock_contention())
+}
+
 fn columns_json(columns: &Columns) -> Json {
     Json::Object(
         columns

@@ -65,6 +65,8 @@ pub(crate) struct Counters {
     pub(crate) full_rejections: u64,
     pub(crate) producer_waits: u64,
     pub(crate) rejected: u64,
+    /// Rejected rows not yet replayed or discarded through this buffer.
+    pub(crate) outstanding_rejections: u64,
     pub(crate) peak_rows: usize,
     pub(crate) last_flush_unix_ms: Option<u64>,
     pub(crate) last_flush_micros: Option<u64>,
@@ -187,6 +189,7 @@ impl State {
     pub(crate) fn reject_rows(&mut self, rows: usize) {
         self.in_flight_rows -= rows;
         self.counters.rejected += rows as u64;
+        self.counters.outstanding_rejections += rows as u64;
     }
 
     /// The batch failed: every row goes back to its old place, ahead of any write made to

@@ -21,7 +21,7 @@ pub use query::{LogEntry, LogLevel, LogOrder, LogQuery};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::worker::Worker;
+use crate::worker::{Worker, wait_if_allowed};
 use crate::{Database, reply};
 use writer::{Control, LogWriter};
 
@@ -441,18 +441,25 @@ impl Inner {
 }
 
 impl Drop for Inner {
-    /// The last handle writes what is queued, like [`LogDatabase::blocking_shutdown`]. On an
-    /// async runtime's thread it does not wait: the log writer finishes and ends on its own.
+    /// The last handle writes what is queued, like [`LogDatabase::blocking_shutdown`], where a
+    /// thread may wait (a plain thread; a multi-threaded tokio runtime, inside
+    /// `block_in_place`). Elsewhere (a current-thread runtime, a `LocalSet`) it does not wait:
+    /// the log writer finishes and ends on its own.
     fn drop(&mut self) {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let (reply, _) = reply::blocking();
-            let _ = self.control().try_send(Control::Shutdown(reply));
-            self.control = None;
-            if let Some(mut thread) = self.writer.lock().take() {
-                thread.detach();
-            }
+        if wait_if_allowed(|| self.shutdown_and_join()) {
             return;
         }
+        let (reply, _) = reply::blocking();
+        let _ = self.control().try_send(Control::Shutdown(reply));
+        self.control = None;
+        if let Some(mut thread) = self.writer.lock().take() {
+            thread.detach();
+        }
+    }
+}
+
+impl Inner {
+    fn shutdown_and_join(&mut self) {
         let _ = self.shutdown();
         // Closing the channel ends the thread's wait for late control messages.
         self.control = None;

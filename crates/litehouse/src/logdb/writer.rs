@@ -49,9 +49,10 @@ pub(crate) struct LogWriter {
     pub(crate) config: LogConfig,
     pub(crate) counters: Arc<Counters>,
     pub(crate) batch: Vec<Record>,
-    /// The error of the last write, if it failed. After a [`Error::Busy`] (another process
-    /// holds the file's lock past the budget) a shutdown does not wait for it a second time.
-    pub(crate) last_write_error: Option<Error>,
+    /// The last write's error and when it happened, if it failed. A shutdown within one busy
+    /// budget of an [`Error::Busy`] (another process held the file's lock for the whole
+    /// budget) does not wait for that lock a second time.
+    pub(crate) last_write_error: Option<(Instant, Error)>,
 }
 
 impl LogWriter {
@@ -121,7 +122,12 @@ impl LogWriter {
         self.counters.closed.store(true, Ordering::Release);
         let mut written = 0;
         let mut lost = 0_u64;
-        let mut failure = self.last_write_error.take().filter(Error::is_busy);
+        let budget = self.db.config().busy_budget;
+        let mut failure = self
+            .last_write_error
+            .take()
+            .filter(|(at, err)| err.is_busy() && at.elapsed() < budget)
+            .map(|(_, err)| err);
         while failure.is_none() {
             self.fill();
             let count = self.batch.len() as u64;
@@ -206,7 +212,7 @@ impl LogWriter {
                 // Logging is best effort: a batch the database refuses is lost, but counted.
                 self.counters.write_errors.fetch_add(1, RELAXED);
                 self.counters.dropped.fetch_add(count as u64, RELAXED);
-                self.last_write_error = Some(err.clone());
+                self.last_write_error = Some((Instant::now(), err.clone()));
                 Err(err)
             }
         }
