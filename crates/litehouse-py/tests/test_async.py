@@ -58,6 +58,8 @@ def test_the_event_loop_keeps_running_while_a_write_waits(path):
     entered = threading.Event()
 
     def hold(conn):
+        # The first statement waits until the transaction is open on the writer.
+        conn.query_row("SELECT 1 AS one")
         entered.set()
         release.wait(10)
 
