@@ -29,15 +29,35 @@ pub(crate) async fn list_collections(c: &impl Conn) -> Result<Vec<CollectionInfo
             let (Some(Some(name)), Some(Some(spec))) = (row.first(), row.get(1)) else {
                 return Err(Error::corrupt("catalog row without name or spec"));
             };
-            let spec = serde_json::from_str(spec)
-                .map_err(|err| Error::corrupt(format!("spec of {name}: {err}")))?;
             Ok(CollectionInfo {
-                name: name.clone(),
-                spec,
+                name: catalog_name(name)?,
+                spec: catalog_spec(name, spec)?,
             })
         })
         .collect::<Result<Vec<_>>>()
         .map(dependencies_first)
+}
+
+/// A name read back from the catalog passes the same check as a caller's, so a tampered or
+/// foreign row never reaches SQL.
+fn catalog_name(name: &str) -> Result<String> {
+    names::collection_name(name)
+        .map(str::to_owned)
+        .map_err(|err| Error::corrupt(format!("catalog row {:?}: {err}", shown(name))))
+}
+
+/// A spec read back from the catalog is validated as a caller's spec is: index names,
+/// referenced collection names and paths all go through `names.rs`.
+fn catalog_spec(name: &str, text: &str) -> Result<CollectionSpec> {
+    let spec: CollectionSpec = serde_json::from_str(text)
+        .map_err(|err| Error::corrupt(format!("spec of {:?}: {err}", shown(name))))?;
+    spec.validate()
+        .map_err(|err| Error::corrupt(format!("spec of {:?}: {err}", shown(name))))?;
+    Ok(spec)
+}
+
+fn shown(name: &str) -> String {
+    name.chars().take(80).collect()
 }
 
 /// A stable topological order. A reference target must exist when a collection is created,
@@ -79,8 +99,7 @@ pub(crate) async fn load_spec(c: &impl Conn, collection: &str) -> Result<Collect
             collection: collection.to_owned(),
         });
     };
-    serde_json::from_str(&spec)
-        .map_err(|err| Error::corrupt(format!("spec of {collection}: {err}")))
+    catalog_spec(collection, &spec)
 }
 
 pub(crate) async fn create_collection(
