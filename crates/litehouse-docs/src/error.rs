@@ -69,6 +69,18 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A configured limit ([`StoreConfig`](crate::StoreConfig)) was exceeded; raised before any
+    /// SQL runs.
+    #[error("{limit} is {value}, above the limit of {max}")]
+    LimitExceeded {
+        /// Which limit: `document size`, `depth`, `object keys`, `array length`,
+        /// `filter nodes`, `filter depth`, `sort keys` or `page size`.
+        limit: &'static str,
+        /// The value found (for `depth` and `filter depth`, at least this).
+        value: usize,
+        /// The configured maximum.
+        max: usize,
+    },
     /// The collection does not exist.
     #[error("collection {collection:?} does not exist")]
     CollectionNotFound {
@@ -177,7 +189,16 @@ impl Error {
                 | Error::InvalidSpec { .. }
                 | Error::InvalidQuery { .. }
                 | Error::InvalidCursor { .. }
+                | Error::LimitExceeded { .. }
         )
+    }
+
+    /// The name of the limit that [`Error::LimitExceeded`] names.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            Error::LimitExceeded { limit, .. } => Some(limit),
+            _ => None,
+        }
     }
 
     /// True for [`Error::NotFound`] and [`Error::CollectionNotFound`].
@@ -227,6 +248,10 @@ impl Error {
             }
             _ => false,
         }
+    }
+
+    pub(crate) fn limit_exceeded(limit: &'static str, value: usize, max: usize) -> Error {
+        Error::LimitExceeded { limit, value, max }
     }
 
     pub(crate) fn corrupt(reason: impl Into<String>) -> Error {

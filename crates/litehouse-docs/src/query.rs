@@ -9,6 +9,7 @@ use crate::compile::push_filter;
 use crate::document::Document;
 use crate::error::{Error, Result};
 use crate::filter::{self, Cmp, Filter, Leaf, Node};
+use crate::limits::StoreConfig;
 use crate::names::FieldPath;
 use crate::spec::FieldType;
 use crate::sql::{Dialect, Engine, Extract, Param, Sql};
@@ -196,7 +197,11 @@ pub(crate) struct Plan {
 }
 
 /// Checks `query` against the declared types; no SQL is built before it passes.
-pub(crate) fn plan(query: &Query, types: &BTreeMap<FieldPath, FieldType>) -> Result<Plan> {
+pub(crate) fn plan(
+    query: &Query,
+    types: &BTreeMap<FieldPath, FieldType>,
+    config: &StoreConfig,
+) -> Result<Plan> {
     let Query {
         filter,
         sort,
@@ -207,10 +212,12 @@ pub(crate) fn plan(query: &Query, types: &BTreeMap<FieldPath, FieldType>) -> Res
         .as_ref()
         .map(|filter| filter::check(filter, types))
         .transpose()?;
-    if sort.len() > MAX_SORT_KEYS {
-        return Err(Error::InvalidQuery {
-            reason: format!("at most {MAX_SORT_KEYS} sort keys"),
-        });
+    if sort.len() > config.max_sort_keys {
+        return Err(Error::limit_exceeded(
+            "sort keys",
+            sort.len(),
+            config.max_sort_keys,
+        ));
     }
     let mut columns = Vec::new();
     let mut fingerprint = Vec::new();
@@ -249,12 +256,18 @@ pub(crate) fn plan(query: &Query, types: &BTreeMap<FieldPath, FieldType>) -> Res
     });
     let fingerprint = fingerprint.join(",");
     let check_per_page = |per_page: u64| {
-        if (1..=MAX_PER_PAGE).contains(&per_page) {
-            Ok(per_page)
-        } else {
+        if per_page == 0 {
             Err(Error::InvalidQuery {
-                reason: format!("perPage must be 1 to {MAX_PER_PAGE}"),
+                reason: "perPage must be at least 1".into(),
             })
+        } else if per_page > config.max_page_size {
+            Err(Error::LimitExceeded {
+                limit: "page size",
+                value: usize::try_from(per_page).unwrap_or(usize::MAX),
+                max: usize::try_from(config.max_page_size).unwrap_or(usize::MAX),
+            })
+        } else {
+            Ok(per_page)
         }
     };
     let (page, per_page, offset, after) = match paging {

@@ -6,9 +6,10 @@ use serde_json::Value as Json;
 
 use crate::cascade::{self, DeleteReport};
 use crate::catalog;
-use crate::document::{Document, check_body, merge_patch};
+use crate::document::{Document, check_bodies, check_body, merge_patch};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::limits::{StoreConfig, dispose, dispose_filter};
 use crate::names;
 use crate::ops;
 use crate::query::{Page, Paging, Query, plan};
@@ -67,6 +68,7 @@ impl Default for PostgresConfig {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) backend: Backend,
+    pub(crate) config: StoreConfig,
 }
 
 #[derive(Clone)]
@@ -158,6 +160,7 @@ impl Store {
     pub async fn from_database(db: litehouse::Database) -> Result<Store> {
         let store = Store {
             backend: Backend::Sqlite(db),
+            config: StoreConfig::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
@@ -209,9 +212,36 @@ impl Store {
                 pool,
                 dialect: Dialect::postgres(schema),
             },
+            config: StoreConfig::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
+    }
+
+    /// This store with other limits; every constructor starts from [`StoreConfig::default`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use litehouse_docs::{CollectionSpec, Store, StoreConfig};
+    /// use serde_json::json;
+    ///
+    /// let db = litehouse::Database::open_memory("doc-limits", litehouse::Config::default())?;
+    /// let config = StoreConfig { max_document_bytes: 100, ..StoreConfig::default() };
+    /// let store = Store::from_database(db).await?.with_config(config);
+    /// store.create_collection("notes", CollectionSpec::default()).await?;
+    /// let err = store.create("notes", json!({"text": "x".repeat(200)})).await.unwrap_err();
+    /// assert_eq!(err.limit(), Some("document size"));
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_config(mut self, config: StoreConfig) -> Store {
+        self.config = config;
+        self
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
     }
 
     /// `sqlite` or `postgres`.
@@ -284,13 +314,25 @@ impl Store {
     }
 
     /// Creates many documents in one transaction: all or none.
+    ///
+    /// # Errors
+    /// As [`Store::create`]; [`Error::LimitExceeded`] for a body over the
+    /// [`StoreConfig`] limits, before any SQL runs.
     pub async fn create_many(&self, collection: &str, bodies: Vec<Json>) -> Result<Vec<Document>> {
-        let collection = checked_collection(collection)?;
-        check_batch(bodies.len())?;
-        let documents = bodies
+        let collection = match checked_collection(collection)
+            .and_then(|name| Ok((name, check_batch(bodies.len())?)))
+        {
+            Ok((name, ())) => name,
+            Err(err) => {
+                // Bodies may be of any depth: never drop them recursively.
+                bodies.into_iter().for_each(dispose);
+                return Err(err);
+            }
+        };
+        let documents = check_bodies(bodies, &self.config)?
             .into_iter()
-            .map(|body| Ok(ops::new_document(check_body(body)?)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(ops::new_document)
+            .collect();
         in_transaction!(self, transaction, |c| ops::insert(
             c,
             &collection,
@@ -323,8 +365,14 @@ impl Store {
         body: Json,
         expected_version: Option<i64>,
     ) -> Result<Document> {
-        let collection = checked_collection(collection)?;
-        let body = check_body(body)?;
+        let collection = match checked_collection(collection) {
+            Ok(name) => name,
+            Err(err) => {
+                dispose(body);
+                return Err(err);
+            }
+        };
+        let body = check_body(body, &self.config)?;
         let id = id.to_owned();
         in_transaction!(self, transaction, |c| ops::update(
             c,
@@ -363,12 +411,24 @@ impl Store {
         patch: Json,
         expected_version: Option<i64>,
     ) -> Result<Document> {
-        let collection = checked_collection(collection)?;
-        if !patch.is_object() {
-            return Err(Error::InvalidDocument {
-                reason: "a merge patch for a document must be an object".into(),
-            });
-        }
+        let checked = checked_collection(collection).and_then(|name| {
+            if !patch.is_object() {
+                return Err(Error::InvalidDocument {
+                    reason: "a merge patch for a document must be an object".into(),
+                });
+            }
+            // The patch is bounded before the recursive merge walks it.
+            self.config.check_json(&patch)?;
+            Ok(name)
+        });
+        let collection = match checked {
+            Ok(name) => name,
+            Err(err) => {
+                dispose(patch);
+                return Err(err);
+            }
+        };
+        let config = self.config;
         let id = id.to_owned();
         in_transaction!(self, transaction, |c| ops::update(
             c,
@@ -378,7 +438,7 @@ impl Store {
             |current| {
                 let mut body = Json::Object(current.body.clone());
                 merge_patch(&mut body, &patch);
-                check_body(body)
+                check_body(body, &config)
             }
         ))
     }
@@ -412,16 +472,27 @@ impl Store {
     /// [`Error::InvalidQuery`], [`Error::InvalidCursor`] before any query SQL is built.
     pub async fn find(&self, collection: &str, query: &Query) -> Result<Page> {
         let collection = checked_collection(collection)?;
+        self.check_query(query)?;
         let query = query.clone();
+        let config = self.config;
         in_transaction!(self, read, |c| async {
             let spec = catalog::load_spec(c, &collection).await?;
-            let plan = plan(&query, &spec.path_types()?)?;
+            let plan = plan(&query, &spec.path_types()?, &config)?;
             ops::find(c, &collection, &plan).await
         })
     }
 
     /// Counts the documents matching `filter` (all when `None`).
     pub async fn count(&self, collection: &str, filter: Option<Filter>) -> Result<u64> {
+        let checked = match &filter {
+            Some(filter) => self.config.check_filter(filter),
+            None => Ok(()),
+        };
+        if let Err(err) = checked {
+            // A filter of any depth: never drop it recursively.
+            filter.into_iter().for_each(dispose_filter);
+            return Err(err);
+        }
         let query = Query {
             filter,
             paging: Paging::Cursor {
@@ -433,6 +504,16 @@ impl Store {
         let page = self.find(collection, &query).await?;
         page.total_items
             .ok_or_else(|| Error::corrupt("count missing"))
+    }
+}
+
+impl Store {
+    /// The checks a query must pass before it is cloned or compiled (both recursive).
+    pub(crate) fn check_query(&self, query: &Query) -> Result<()> {
+        if let Some(filter) = &query.filter {
+            self.config.check_filter(filter)?;
+        }
+        Ok(())
     }
 }
 

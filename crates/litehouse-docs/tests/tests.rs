@@ -3,6 +3,7 @@
 
 mod conformance;
 mod crud;
+mod defects;
 mod eval;
 mod hostile;
 mod property;
