@@ -6,5 +6,6 @@ mod crud;
 mod defects;
 mod eval;
 mod hostile;
+mod limits;
 mod property;
 mod util;
