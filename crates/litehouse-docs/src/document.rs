@@ -133,7 +133,8 @@ pub(crate) fn check_body(body: Json, config: &StoreConfig) -> Result<Map<String,
         return Err(err);
     }
     match body {
-        Json::Object(object) => Ok(object),
+        // The depth is checked, so the recursive normalisation is safe.
+        Json::Object(object) => Ok(normalize_numbers(object)),
         _ => Err(Error::corrupt("a checked body is not an object")),
     }
 }
@@ -159,21 +160,27 @@ pub(crate) fn check_bodies(
 
 /// PostgreSQL renders numbers in its own way (`1e2` comes back as `100`); parsing every
 /// number back through f64 when it is not an integer gives one in-memory form on both engines.
-fn normalize_numbers(body: Map<String, Json>) -> Map<String, Json> {
-    body.into_iter()
-        .map(|(key, value)| (key, normalize_value(value)))
-        .collect()
+fn normalize_numbers(mut body: Map<String, Json>) -> Map<String, Json> {
+    body.values_mut().for_each(normalize_value);
+    body
 }
 
-fn normalize_value(value: Json) -> Json {
+/// Rewrites non-integers through f64, and -0.0 as 0.0: PostgreSQL's numeric has no negative
+/// zero, so SQLite stores and returns 0.0 too. Recursive: only for values whose depth is
+/// bounded (checked input, or text that serde_json parsed with its recursion limit).
+fn normalize_value(value: &mut Json) {
     match value {
-        Json::Number(number) if !number.is_i64() => number
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map_or(Json::Null, Json::Number),
-        Json::Array(items) => Json::Array(items.into_iter().map(normalize_value).collect()),
-        Json::Object(object) => Json::Object(normalize_numbers(object)),
-        other => other,
+        Json::Number(number) if !number.is_i64() => {
+            let normalized = number
+                .as_f64()
+                .map(|float| if float == 0.0 { 0.0 } else { float })
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Json::Null, Json::Number);
+            *value = normalized;
+        }
+        Json::Array(items) => items.iter_mut().for_each(normalize_value),
+        Json::Object(object) => object.values_mut().for_each(normalize_value),
+        _ => {}
     }
 }
 

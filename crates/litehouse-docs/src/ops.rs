@@ -333,6 +333,7 @@ pub(crate) async fn export(
     if let Some(after) = after {
         sql.push(" WHERE id > ").bind(Param::Text(after.to_owned()));
     }
-    sql.push(&format!(" ORDER BY id LIMIT {limit}"));
+    sql.push(" ORDER BY id LIMIT ")
+        .bind(Param::Int(crate::query::to_i64(limit)));
     c.documents(&sql).await
 }

@@ -411,11 +411,11 @@ impl Plan {
         if !order.is_empty() {
             sql.push(" ORDER BY ").push(&order.join(", "));
         }
-        sql.push(&format!(
-            " LIMIT {} OFFSET {}",
-            self.per_page + 1,
-            self.offset
-        ));
+        // One more than a page, to tell whether a next page exists. Bound, like every value.
+        sql.push(" LIMIT ")
+            .bind(Param::Int(to_i64(self.per_page.saturating_add(1))))
+            .push(" OFFSET ")
+            .bind(Param::Int(to_i64(self.offset)));
         sql
     }
 
@@ -478,6 +478,11 @@ impl Plan {
         let text = json!({ "k": self.fingerprint, "v": values }).to_string();
         Ok(text.bytes().map(|byte| format!("{byte:02x}")).collect())
     }
+}
+
+/// Page sizes and offsets are checked against limits far below `i64::MAX`; saturate anyway.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn decode_cursor(

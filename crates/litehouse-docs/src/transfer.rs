@@ -42,7 +42,8 @@ impl Store {
     /// let query = Query { filter: Some(Filter::eq("age", 30)), ..Query::default() };
     /// let explain = store.explain("people", &query).await?;
     /// assert!(explain.uses_index, "{:?}", explain.plan);
-    /// assert_eq!(explain.params, [serde_json::json!(30)]);
+    /// // The filter value, then LIMIT and OFFSET: every value is bound.
+    /// assert_eq!(explain.params[0], serde_json::json!(30));
     /// # Ok::<(), litehouse_docs::Error>(())
     /// # }).unwrap();
     /// ```

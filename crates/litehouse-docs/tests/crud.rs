@@ -426,7 +426,10 @@ async fn explain_reports_index_use() {
         )
         .await
         .unwrap();
-    assert_eq!(explain.params, vec![json!(30)]);
+    // The filter value, then LIMIT (per page + 1, to see whether a next page exists) and
+    // OFFSET, all bound rather than formatted into the SQL.
+    assert_eq!(explain.params, vec![json!(30), json!(51), json!(0)]);
+    assert!(!explain.sql.contains("51"), "{}", explain.sql);
     let scan = page_of(Some(Filter::eq("name", "p3")), vec![], None);
     let explain = store.explain("people", &scan).await.unwrap();
     assert!(!explain.uses_index, "{explain:?}");
@@ -615,6 +618,36 @@ async fn migrate_through_export_and_import() {
             target.delete("users", &user.id, None).await,
             Err(Error::Restricted { .. })
         ));
+        Ok(())
+    })
+    .await;
+}
+
+/// PostgreSQL's numeric has no negative zero, so -0.0 is stored and read back as 0.0 on both
+/// engines (QUERY.md, Documents).
+#[tokio::test(flavor = "multi_thread")]
+async fn negative_zero_reads_back_as_zero() {
+    on_each_backend(|store| async move {
+        store
+            .create_collection("zeros", CollectionSpec::default())
+            .await?;
+        let created = store
+            .create(
+                "zeros",
+                json!({"z": -0.0, "list": [-0.0, 1.5], "n": {"z": -0.0}}),
+            )
+            .await?;
+        let read = store.get("zeros", &created.id).await?;
+        for doc in [&created, &read] {
+            let json = doc.to_json();
+            for value in [&json["z"], &json["list"][0], &json["n"]["z"]] {
+                let float = value.as_f64().expect("a number");
+                assert!(float == 0.0 && float.is_sign_positive(), "{value}");
+            }
+            assert_eq!(json["list"][1], json!(1.5));
+        }
+        let found = store.count("zeros", Some(Filter::eq("z", 0))).await?;
+        assert_eq!(found, 1);
         Ok(())
     })
     .await;
