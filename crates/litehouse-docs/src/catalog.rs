@@ -84,11 +84,27 @@ fn dependencies_first(mut pending: Vec<CollectionInfo>) -> Vec<CollectionInfo> {
 }
 
 pub(crate) async fn load_spec(c: &impl Conn, collection: &str) -> Result<CollectionSpec> {
+    load_spec_with(c, collection, false).await
+}
+
+/// The spec of `collection`, its catalog row locked until commit on PostgreSQL, for a change
+/// to the spec (two concurrent index changes must not lose one another).
+pub(crate) async fn load_spec_for_update(
+    c: &impl Conn,
+    collection: &str,
+) -> Result<CollectionSpec> {
+    load_spec_with(c, collection, true).await
+}
+
+async fn load_spec_with(c: &impl Conn, collection: &str, lock: bool) -> Result<CollectionSpec> {
     let mut sql = Sql::new(c.dialect());
     sql.push("SELECT spec FROM ")
         .push(&c.dialect().catalog())
         .push(" WHERE name = ");
     sql.bind(Param::Text(collection.to_owned()));
+    if lock {
+        sql.push(c.dialect().for_update());
+    }
     let rows = c.texts(&sql).await?;
     let Some(Some(spec)) = rows
         .into_iter()
@@ -162,6 +178,26 @@ pub(crate) async fn create_collection(
         .bind(Param::Text(spec_text))
         .push(")");
     c.execute(&insert).await?;
+    Ok(())
+}
+
+/// Stores a changed spec of an existing collection.
+pub(crate) async fn store_spec(
+    c: &impl Conn,
+    collection: &str,
+    spec: &CollectionSpec,
+) -> Result<()> {
+    let dialect = c.dialect();
+    let spec_text = serde_json::to_string(spec).map_err(|err| Error::corrupt(err.to_string()))?;
+    let mut update = Sql::new(dialect);
+    update
+        .push("UPDATE ")
+        .push(&dialect.catalog())
+        .push(" SET spec = ")
+        .bind(Param::Text(spec_text))
+        .push(" WHERE name = ")
+        .bind(Param::Text(collection.to_owned()));
+    c.execute(&update).await?;
     Ok(())
 }
 

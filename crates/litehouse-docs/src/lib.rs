@@ -48,6 +48,7 @@ mod conn;
 mod document;
 mod error;
 mod filter;
+mod index;
 mod limits;
 mod names;
 mod ops;

@@ -149,10 +149,27 @@ pub(crate) fn checked_collection(collection: &str) -> Result<String> {
 impl Store {
     /// Opens (creating if needed) a SQLite file with the default litehouse config.
     ///
+    /// Opening blocks (it sets pragmas and may wait for another process's lock), so on a
+    /// tokio runtime it runs on a blocking thread, never on the executor.
+    ///
     /// # Errors
     /// [`Error::Sqlite`] when the file cannot be opened.
     pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Store> {
-        let db = litehouse::Database::open(path, litehouse::Config::default())?;
+        let path = path.as_ref().to_path_buf();
+        let open = move || litehouse::Database::open(path, litehouse::Config::default());
+        let db = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => match handle.spawn_blocking(open).await {
+                Ok(opened) => opened?,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Err(join) => {
+                    return Err(Error::corrupt(format!(
+                        "opening the database was cancelled: {join}"
+                    )));
+                }
+            },
+            // Not on a tokio runtime: there is no executor to keep free.
+            Err(_) => open()?,
+        };
         Store::from_database(db).await
     }
 

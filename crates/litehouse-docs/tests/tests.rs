@@ -6,6 +6,7 @@ mod crud;
 mod defects;
 mod eval;
 mod hostile;
+mod indexes;
 mod limits;
 mod property;
 mod util;
