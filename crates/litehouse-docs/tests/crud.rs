@@ -652,3 +652,105 @@ async fn negative_zero_reads_back_as_zero() {
     })
     .await;
 }
+
+/// Batches are checked per statement: duplicates inside a batch, across its chunks of 500,
+/// and against stored documents, on one or several fields; one missing reference fails the
+/// whole batch; nothing of a failed batch is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_checks_cover_the_whole_batch() {
+    on_each_backend(|store| async move {
+        let spec = CollectionSpec {
+            indexes: vec![
+                IndexSpec::unique("by_n", [("n", FieldType::Number)]),
+                IndexSpec::unique(
+                    "by_pair",
+                    [("a", FieldType::String), ("b", FieldType::Number)],
+                ),
+            ],
+            references: vec![ReferenceSpec::new("owner", "owners", OnDelete::Cascade)],
+        };
+        store
+            .create_collection("owners", CollectionSpec::default())
+            .await?;
+        store.create_collection("batch", spec).await?;
+        let owner = store.create("owners", json!({})).await?;
+        let stored = store
+            .create(
+                "batch",
+                json!({"n": 1, "a": "x", "b": 1, "owner": owner.id}),
+            )
+            .await?;
+        let refused = |result: Result<Vec<litehouse_docs::Document>, Error>, index: &str| {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Unique { .. }), "{err}");
+            assert_eq!(err.index(), Some(index), "{err}");
+            err
+        };
+        // 1.0 equals the stored 1; the stored document is named.
+        let err = refused(
+            store
+                .create_many("batch", vec![json!({"n": 2}), json!({"n": 1.0})])
+                .await,
+            "by_n",
+        );
+        assert_eq!(err.conflicting_id(), Some(stored.id.as_str()));
+        refused(
+            store
+                .create_many("batch", vec![json!({"n": 5}), json!({"n": 5.0})])
+                .await,
+            "by_n",
+        );
+        refused(
+            store
+                .create_many(
+                    "batch",
+                    vec![json!({"a": "x", "b": 1.0}), json!({"a": "y", "b": 1})],
+                )
+                .await,
+            "by_pair",
+        );
+        refused(
+            store
+                .create_many(
+                    "batch",
+                    vec![json!({"a": "z", "b": 2}), json!({"a": "z", "b": 2})],
+                )
+                .await,
+            "by_pair",
+        );
+        // Across chunks: the 700th document repeats the 10th.
+        let mut many: Vec<serde_json::Value> = (0..700).map(|n| json!({"n": 100 + n})).collect();
+        many[699] = json!({"n": 109});
+        refused(store.create_many("batch", many).await, "by_n");
+        // Large integers that one f64 cannot tell apart are distinct values.
+        let big = 9_007_199_254_740_993_i64;
+        store
+            .create_many("batch", vec![json!({"n": big}), json!({"n": big - 1})])
+            .await?;
+        // Partial or mistyped values are never in conflict.
+        store
+            .create_many(
+                "batch",
+                vec![json!({"a": "x"}), json!({"a": "x", "b": "1"})],
+            )
+            .await?;
+        let err = store
+            .create_many(
+                "batch",
+                vec![
+                    json!({"owner": owner.id}),
+                    json!({"owner": "nobody"}),
+                    json!({"owner": owner.id}),
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ReferenceNotFound { target_id, .. } if target_id == "nobody"),
+            "{err}"
+        );
+        assert_eq!(store.count("batch", None).await?, 5);
+        Ok(())
+    })
+    .await;
+}
