@@ -1,4 +1,4 @@
-//! Document store workloads D1-D2: litehouse-docs on SQLite and, with `--pg`, PostgreSQL.
+//! Document store workloads D1-D3: litehouse-docs on SQLite and, with `--pg`, PostgreSQL.
 //!
 //! D1 loads one data set per backend and measures everything that reads it, so the (slow)
 //! load of a million documents happens once per backend and not once per query kind. Each
@@ -24,6 +24,12 @@ pub(crate) fn workloads() -> Vec<Workload> {
             // Rows are different operations; a ratio between them would mean nothing.
             reference: "none",
             run: load_and_query,
+        },
+        Workload {
+            id: "D3",
+            title: "documents: create_many (batches of 1000, 2 indexes) vs a raw rusqlite insert of the same rows into the same table and indexes",
+            reference: "raw rusqlite",
+            run: create_many_vs_raw,
         },
         Workload {
             id: "D2",
@@ -443,4 +449,95 @@ async fn cascade_delete_on(
         )),
     );
     Ok(())
+}
+
+/// D3: the store's `create_many` against the ceiling of the same work in plain rusqlite.
+fn create_many_vs_raw(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+) -> anyhow::Result<()> {
+    let documents = opts.pick(100_000, 1_000_000);
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let mut outcome = Ok(());
+        for backend in Backend::each(opts, "D3").await? {
+            if outcome.is_ok() {
+                outcome = create_many_on(opts, report, &backend, documents).await;
+            }
+            if outcome.is_ok() && backend.schema.is_none() {
+                // The raw table is made by the store, so its schema and indexes are the same.
+                backend.store.create_collection("raw", items_spec()).await?;
+                let path = opts.dir.join("D3-sqlite.db");
+                let raw = tokio::task::spawn_blocking(move || raw_insert(&path, documents))
+                    .await
+                    .context("raw insert thread")?;
+                match raw {
+                    Ok(elapsed) => report(
+                        Measurement::new("D3", "raw rusqlite", 1, documents, 0, elapsed).with_note(
+                            "one connection, WAL + synchronous=NORMAL, one transaction and one \
+                             reused prepared INSERT per 1000 rows, JSON serialised per row"
+                                .to_owned(),
+                        ),
+                    ),
+                    Err(err) => outcome = Err(err),
+                }
+            }
+            backend.finish().await?;
+        }
+        outcome
+    })
+}
+
+async fn create_many_on(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+    documents: u64,
+) -> anyhow::Result<()> {
+    let store = &backend.store;
+    store.create_collection("items", items_spec()).await?;
+    let started = Instant::now();
+    for start in (0..documents).step_by(BATCH as usize) {
+        let bodies = (start..(start + BATCH).min(documents)).map(document);
+        store.create_many("items", bodies.collect()).await?;
+    }
+    let elapsed = started.elapsed();
+    report(
+        Measurement::new(
+            "D3",
+            &backend.label("create_many"),
+            1,
+            documents,
+            0,
+            elapsed,
+        )
+        .with_note(format!("{documents} documents{}", skipped(opts))),
+    );
+    Ok(())
+}
+
+/// Inserts the same documents into the store's `raw` collection table with plain rusqlite.
+fn raw_insert(path: &std::path::Path, documents: u64) -> anyhow::Result<Duration> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON",
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let now = "2026-01-01T00:00:00.000000Z";
+    let started = Instant::now();
+    for start in (0..documents).step_by(BATCH as usize) {
+        let transaction =
+            conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO \"c_raw\" (id, doc, created_at, updated_at, version) VALUES (?1, ?2, ?3, ?4, 1)",
+            )?;
+            for i in start..(start + BATCH).min(documents) {
+                let doc = serde_json::to_string(&document(i))?;
+                insert.execute((format!("{i:032x}"), doc, now, now))?;
+            }
+        }
+        transaction.commit()?;
+    }
+    Ok(started.elapsed())
 }
