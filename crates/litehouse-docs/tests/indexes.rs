@@ -129,3 +129,55 @@ async fn open_sqlite_opens_a_file() -> crate::util::TestResult {
     assert_eq!(again.count("notes", None).await?, 1);
     Ok(())
 }
+
+/// Two stores on one database (as two processes would be) never act on a stale spec: an
+/// index added or dropped through one is enforced or lifted at once through the other.
+async fn second_store_sees_spec_changes(first: Store, second: Store) -> crate::util::TestResult {
+    first
+        .create_collection("shared", CollectionSpec::default())
+        .await?;
+    // The second store has already used the collection with its old spec.
+    second.create("shared", json!({"code": "a"})).await?;
+    first
+        .add_index(
+            "shared",
+            IndexSpec::unique("by_code", [("code", FieldType::String)]),
+        )
+        .await?;
+    let err = second
+        .create("shared", json!({"code": "a"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.index(), Some("by_code"), "{err}");
+    first.drop_index("shared", "by_code").await?;
+    second.create("shared", json!({"code": "a"})).await?;
+    first.drop_collection("shared").await?;
+    let err = second
+        .create("shared", json!({"code": "b"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CollectionNotFound { .. }), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_stores_never_use_a_stale_spec() -> crate::util::TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("shared.db");
+    let first = Store::open_sqlite(&path).await?;
+    let second = Store::open_sqlite(&path).await?;
+    second_store_sees_spec_changes(first, second).await?;
+    let Some(url) = crate::util::postgres_url() else {
+        return Ok(());
+    };
+    let (first, schema) = crate::util::postgres_store(&url).await;
+    let second = Store::open_postgres_with(litehouse_docs::PostgresConfig {
+        url: url.clone(),
+        schema: schema.clone(),
+        pool_size: 2,
+    })
+    .await?;
+    let outcome = second_store_sees_spec_changes(first, second).await;
+    crate::util::drop_schema(&url, &schema).await;
+    outcome
+}
