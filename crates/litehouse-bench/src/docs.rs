@@ -20,7 +20,7 @@ pub(crate) fn workloads() -> Vec<Workload> {
     vec![
         Workload {
             id: "D1",
-            title: "documents: create_many, then filter + sort + first page of 50 (equality and 1% range; indexed, then not), counts, single creates",
+            title: "documents: create_many, then filter + sort + first page of 50 (equality and 1% range; indexed, then not), counts, single creates (one task, then 64), gets",
             // Rows are different operations; a ratio between them would mean nothing.
             reference: "none",
             run: load_and_query,
@@ -358,6 +358,68 @@ async fn create_singles(
         result
             .measurement("D1", &backend.label("create"))
             .with_note(note),
+    );
+    let ids: Vec<String> = store
+        .find("singles", &Query::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|doc| doc.id)
+        .collect();
+    anyhow::ensure!(!ids.is_empty(), "no documents to read back");
+    let ids = &ids;
+    let mut result = timed(window, 1, |i| async move {
+        let id = &ids[(i as usize) % ids.len()];
+        store.get("singles", id).await?;
+        Ok(1)
+    })
+    .await?;
+    let note = format!("{}, one task", result.percentiles());
+    report(
+        result
+            .measurement("D1", &backend.label("get"))
+            .with_note(note),
+    );
+    concurrent_creates(report, backend, window).await
+}
+
+/// Tasks that create documents one at a time, all at once.
+const CREATE_TASKS: usize = 64;
+
+async fn concurrent_creates(
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+    window: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(CREATE_TASKS);
+    for task in 0..CREATE_TASKS {
+        let store = backend.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut created = 0u64;
+            while started.elapsed() < window {
+                let i = 1_000_000_000 + (task as u64) * 1_000_000 + created;
+                store.create("singles", document(i)).await?;
+                created += 1;
+            }
+            anyhow::Ok(created)
+        }));
+    }
+    let mut ops = 0;
+    for task in tasks {
+        ops += task.await.context("create task")??;
+    }
+    let elapsed = started.elapsed();
+    report(
+        Measurement::new(
+            "D1",
+            &backend.label("create"),
+            CREATE_TASKS,
+            ops,
+            0,
+            elapsed,
+        )
+        .with_note(format!("{CREATE_TASKS} tasks, one create at a time each")),
     );
     Ok(())
 }
