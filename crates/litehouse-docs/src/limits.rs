@@ -76,8 +76,8 @@ impl StoreConfig {
     }
 
     /// Checks the shape of a document body or patch without recursion: depth, keys per
-    /// object, array lengths, NUL characters, integer range; then its size. `depth` is the
-    /// depth of `value` itself (1 for a body).
+    /// object, array lengths, NUL characters, integer range; then its size. `value` itself is
+    /// at depth 1.
     pub(crate) fn check_json(&self, value: &Json) -> Result<()> {
         let max_depth = self.depth();
         let mut deepest = 0;

@@ -321,8 +321,9 @@ impl Store {
     /// Top-level `id`, `createdAt`, `updatedAt` and `version` in `body` are ignored.
     ///
     /// # Errors
-    /// [`Error::InvalidDocument`], [`Error::Unique`], [`Error::ReferenceNotFound`],
-    /// [`Error::InvalidValue`] for a reference that is not a string.
+    /// [`Error::InvalidDocument`], [`Error::LimitExceeded`] (see [`StoreConfig`]),
+    /// [`Error::Unique`], [`Error::ReferenceNotFound`], [`Error::InvalidValue`] for a
+    /// reference that is not a string.
     pub async fn create(&self, collection: &str, body: Json) -> Result<Document> {
         let mut created = self.create_many(collection, vec![body]).await?;
         created
