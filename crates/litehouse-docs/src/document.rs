@@ -118,6 +118,15 @@ pub(crate) fn body_value<'a>(body: &'a Map<String, Json>, segments: &[String]) -
 /// the limits of `config` (depth, keys, array length, size). A refused body is disposed of
 /// without recursion, however deep it is.
 pub(crate) fn check_body(body: Json, config: &StoreConfig) -> Result<Map<String, Json>> {
+    check_body_text(body, config).map(|(body, _)| body)
+}
+
+/// [`check_body`], also returning the body's compact JSON text, which is what gets stored:
+/// a new document is serialised once.
+pub(crate) fn check_body_text(
+    body: Json,
+    config: &StoreConfig,
+) -> Result<(Map<String, Json>, String)> {
     let Json::Object(mut object) = body else {
         dispose(body);
         return Err(Error::InvalidDocument {
@@ -128,26 +137,29 @@ pub(crate) fn check_body(body: Json, config: &StoreConfig) -> Result<Map<String,
         object.remove(key);
     }
     let body = Json::Object(object);
-    if let Err(err) = config.check_json(&body) {
+    if let Err(err) = config.check_shape(&body) {
         dispose(body);
         return Err(err);
     }
-    match body {
-        // The depth is checked, so the recursive normalisation is safe.
-        Json::Object(object) => Ok(normalize_numbers(object)),
-        _ => Err(Error::corrupt("a checked body is not an object")),
-    }
+    let Json::Object(object) = body else {
+        return Err(Error::corrupt("a checked body is not an object"));
+    };
+    // The depth is checked, so the recursive normalisation and serialisation are safe.
+    let object = normalize_numbers(object);
+    let text = serde_json::to_string(&object).map_err(|err| Error::corrupt(err.to_string()))?;
+    config.check_size(text.len())?;
+    Ok((object, text))
 }
 
 /// Checks every body of a batch; on the first refusal, disposes of all of them.
 pub(crate) fn check_bodies(
     bodies: Vec<Json>,
     config: &StoreConfig,
-) -> Result<Vec<Map<String, Json>>> {
+) -> Result<Vec<(Map<String, Json>, String)>> {
     let mut checked = Vec::with_capacity(bodies.len());
     let mut bodies = bodies.into_iter();
     for body in bodies.by_ref() {
-        match check_body(body, config) {
+        match check_body_text(body, config) {
             Ok(object) => checked.push(object),
             Err(err) => {
                 bodies.for_each(dispose);

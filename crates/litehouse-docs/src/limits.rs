@@ -79,6 +79,28 @@ impl StoreConfig {
     /// object, array lengths, NUL characters, integer range; then its size. `value` itself is
     /// at depth 1.
     pub(crate) fn check_json(&self, value: &Json) -> Result<()> {
+        self.check_shape(value)?;
+        // The depth is bounded now, so serde_json's recursive writer is safe.
+        let mut counter = ByteCounter(0);
+        serde_json::to_writer(&mut counter, value)
+            .map_err(|err| Error::corrupt(err.to_string()))?;
+        self.check_size(counter.0)
+    }
+
+    /// The size limit, for a value already serialised.
+    pub(crate) fn check_size(&self, bytes: usize) -> Result<()> {
+        if bytes > self.max_document_bytes {
+            return Err(Error::limit_exceeded(
+                "document size",
+                bytes,
+                self.max_document_bytes,
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`StoreConfig::check_json`] without the size, for a caller that serialises anyway.
+    pub(crate) fn check_shape(&self, value: &Json) -> Result<()> {
         let max_depth = self.depth();
         let mut deepest = 0;
         let mut too_deep = false;
@@ -127,17 +149,6 @@ impl StoreConfig {
         }
         if too_deep {
             return Err(Error::limit_exceeded("depth", deepest, max_depth));
-        }
-        // The depth is bounded now, so serde_json's recursive writer is safe.
-        let mut counter = ByteCounter(0);
-        serde_json::to_writer(&mut counter, value)
-            .map_err(|err| Error::corrupt(err.to_string()))?;
-        if counter.0 > self.max_document_bytes {
-            return Err(Error::limit_exceeded(
-                "document size",
-                counter.0,
-                self.max_document_bytes,
-            ));
         }
         Ok(())
     }

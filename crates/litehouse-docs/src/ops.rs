@@ -60,8 +60,12 @@ pub(crate) async fn insert(
     c: &impl Conn,
     collection: &str,
     documents: Vec<Document>,
+    texts: &[String],
     origin: Origin,
 ) -> Result<Vec<Document>> {
+    if texts.len() != documents.len() {
+        return Err(Error::corrupt("a document without its text"));
+    }
     let spec = load_spec(c, collection).await?;
     let unique: Vec<UniqueIndex> = spec
         .indexes
@@ -71,7 +75,10 @@ pub(crate) async fn insert(
         .collect::<Result<_>>()?;
     // Values already taken by earlier chunks of this call, per unique index.
     let mut taken: Vec<HashMap<String, String>> = vec![HashMap::new(); unique.len()];
-    for chunk in documents.chunks(ROWS_PER_INSERT) {
+    for (chunk, chunk_texts) in documents
+        .chunks(ROWS_PER_INSERT)
+        .zip(texts.chunks(ROWS_PER_INSERT))
+    {
         if origin == Origin::Imported {
             check_new_ids(c, collection, chunk).await?;
         }
@@ -81,7 +88,7 @@ pub(crate) async fn insert(
         if origin == Origin::New {
             check_references_batch(c, collection, &spec, chunk).await?;
         }
-        insert_rows(c, collection, chunk)
+        insert_rows(c, collection, chunk, chunk_texts)
             .await
             .map_err(|err| engine_unique(err, collection, &spec))?;
     }
@@ -289,19 +296,25 @@ async fn check_new_ids(c: &impl Conn, collection: &str, documents: &[Document]) 
     }
 }
 
-async fn insert_rows(c: &impl Conn, collection: &str, documents: &[Document]) -> Result<()> {
+/// `texts[i]` is the body of `documents[i]` as serialised by the body check.
+async fn insert_rows(
+    c: &impl Conn,
+    collection: &str,
+    documents: &[Document],
+    texts: &[String],
+) -> Result<()> {
     let dialect = c.dialect();
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ")
         .push(&dialect.table(collection))
         .push(" (id, doc, created_at, updated_at, version) VALUES ");
-    for (position, document) in documents.iter().enumerate() {
+    for (position, (document, text)) in documents.iter().zip(texts).enumerate() {
         if position > 0 {
             sql.push(", ");
         }
         sql.bind_list([
             Param::Text(document.id.clone()),
-            Param::Json(body_text(&document.body)?),
+            Param::Json(text.clone()),
             Param::Text(document.created_at.clone()),
             Param::Text(document.updated_at.clone()),
             Param::Int(document.version),

@@ -347,14 +347,15 @@ impl Store {
                 return Err(err);
             }
         };
-        let documents = check_bodies(bodies, &self.config)?
+        let (documents, texts): (Vec<Document>, Vec<String>) = check_bodies(bodies, &self.config)?
             .into_iter()
-            .map(ops::new_document)
-            .collect();
+            .map(|(body, text)| (ops::new_document(body), text))
+            .unzip();
         in_transaction!(self, transaction, |c| ops::insert(
             c,
             &collection,
             documents,
+            &texts,
             ops::Origin::New
         ))
     }

@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 
 use crate::catalog;
 use crate::conn::Conn;
-use crate::document::{Document, check_body, is_rfc3339_utc};
+use crate::document::{Document, check_body_text, is_rfc3339_utc};
 use crate::error::{Error, Result};
 use crate::limits::{StoreConfig, dispose};
 use crate::ops;
@@ -160,12 +160,13 @@ impl Store {
                 }
             }
         }
-        let documents = checked;
+        let (documents, texts): (Vec<Document>, Vec<String>) = checked.into_iter().unzip();
         let count = documents.len() as u64;
         in_transaction!(self, transaction, |c| ops::insert(
             c,
             &collection,
             documents,
+            &texts,
             ops::Origin::Imported
         ))?;
         Ok(count)
@@ -195,14 +196,14 @@ fn dispose_documents(documents: Vec<Document>) {
 }
 
 /// Checks an imported document; a refused one is disposed of without recursion.
-fn check_imported(mut document: Document, config: &StoreConfig) -> Result<Document> {
-    let body = check_body(Json::Object(std::mem::take(&mut document.body)), config)?;
+fn check_imported(mut document: Document, config: &StoreConfig) -> Result<(Document, String)> {
+    let (body, text) = check_body_text(Json::Object(std::mem::take(&mut document.body)), config)?;
     let document = Document { body, ..document };
     if let Err(err) = check_imported_fields(&document) {
         dispose_documents(vec![document]);
         return Err(err);
     }
-    Ok(document)
+    Ok((document, text))
 }
 
 fn check_imported_fields(document: &Document) -> Result<()> {
