@@ -1,4 +1,4 @@
-//! Document store workloads D1-D2: litehouse-docs on SQLite and, with `--pg`, PostgreSQL.
+//! Document store workloads D1-D3: litehouse-docs on SQLite and, with `--pg`, PostgreSQL.
 //!
 //! D1 loads one data set per backend and measures everything that reads it, so the (slow)
 //! load of a million documents happens once per backend and not once per query kind. Each
@@ -20,10 +20,16 @@ pub(crate) fn workloads() -> Vec<Workload> {
     vec![
         Workload {
             id: "D1",
-            title: "documents: create_many, then filter + sort + first page of 50 (equality and 1% range; indexed, then not), counts, single creates",
+            title: "documents: create_many, then filter + sort + first page of 50 (equality and 1% range; indexed, then not), counts, single creates (one task, then 64), gets",
             // Rows are different operations; a ratio between them would mean nothing.
             reference: "none",
             run: load_and_query,
+        },
+        Workload {
+            id: "D3",
+            title: "documents: create_many (batches of 1000, 2 indexes) vs a raw rusqlite insert of the same rows into the same table and indexes",
+            reference: "raw rusqlite",
+            run: create_many_vs_raw,
         },
         Workload {
             id: "D2",
@@ -353,6 +359,68 @@ async fn create_singles(
             .measurement("D1", &backend.label("create"))
             .with_note(note),
     );
+    let ids: Vec<String> = store
+        .find("singles", &Query::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|doc| doc.id)
+        .collect();
+    anyhow::ensure!(!ids.is_empty(), "no documents to read back");
+    let ids = &ids;
+    let mut result = timed(window, 1, |i| async move {
+        let id = &ids[(i as usize) % ids.len()];
+        store.get("singles", id).await?;
+        Ok(1)
+    })
+    .await?;
+    let note = format!("{}, one task", result.percentiles());
+    report(
+        result
+            .measurement("D1", &backend.label("get"))
+            .with_note(note),
+    );
+    concurrent_creates(report, backend, window).await
+}
+
+/// Tasks that create documents one at a time, all at once.
+const CREATE_TASKS: usize = 64;
+
+async fn concurrent_creates(
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+    window: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(CREATE_TASKS);
+    for task in 0..CREATE_TASKS {
+        let store = backend.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut created = 0u64;
+            while started.elapsed() < window {
+                let i = 1_000_000_000 + (task as u64) * 1_000_000 + created;
+                store.create("singles", document(i)).await?;
+                created += 1;
+            }
+            anyhow::Ok(created)
+        }));
+    }
+    let mut ops = 0;
+    for task in tasks {
+        ops += task.await.context("create task")??;
+    }
+    let elapsed = started.elapsed();
+    report(
+        Measurement::new(
+            "D1",
+            &backend.label("create"),
+            CREATE_TASKS,
+            ops,
+            0,
+            elapsed,
+        )
+        .with_note(format!("{CREATE_TASKS} tasks, one create at a time each")),
+    );
     Ok(())
 }
 
@@ -443,4 +511,95 @@ async fn cascade_delete_on(
         )),
     );
     Ok(())
+}
+
+/// D3: the store's `create_many` against the ceiling of the same work in plain rusqlite.
+fn create_many_vs_raw(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+) -> anyhow::Result<()> {
+    let documents = opts.pick(100_000, 1_000_000);
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let mut outcome = Ok(());
+        for backend in Backend::each(opts, "D3").await? {
+            if outcome.is_ok() {
+                outcome = create_many_on(opts, report, &backend, documents).await;
+            }
+            if outcome.is_ok() && backend.schema.is_none() {
+                // The raw table is made by the store, so its schema and indexes are the same.
+                backend.store.create_collection("raw", items_spec()).await?;
+                let path = opts.dir.join("D3-sqlite.db");
+                let raw = tokio::task::spawn_blocking(move || raw_insert(&path, documents))
+                    .await
+                    .context("raw insert thread")?;
+                match raw {
+                    Ok(elapsed) => report(
+                        Measurement::new("D3", "raw rusqlite", 1, documents, 0, elapsed).with_note(
+                            "one connection, WAL + synchronous=NORMAL, one transaction and one \
+                             reused prepared INSERT per 1000 rows, JSON serialised per row"
+                                .to_owned(),
+                        ),
+                    ),
+                    Err(err) => outcome = Err(err),
+                }
+            }
+            backend.finish().await?;
+        }
+        outcome
+    })
+}
+
+async fn create_many_on(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    backend: &Backend,
+    documents: u64,
+) -> anyhow::Result<()> {
+    let store = &backend.store;
+    store.create_collection("items", items_spec()).await?;
+    let started = Instant::now();
+    for start in (0..documents).step_by(BATCH as usize) {
+        let bodies = (start..(start + BATCH).min(documents)).map(document);
+        store.create_many("items", bodies.collect()).await?;
+    }
+    let elapsed = started.elapsed();
+    report(
+        Measurement::new(
+            "D3",
+            &backend.label("create_many"),
+            1,
+            documents,
+            0,
+            elapsed,
+        )
+        .with_note(format!("{documents} documents{}", skipped(opts))),
+    );
+    Ok(())
+}
+
+/// Inserts the same documents into the store's `raw` collection table with plain rusqlite.
+fn raw_insert(path: &std::path::Path, documents: u64) -> anyhow::Result<Duration> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON",
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let now = "2026-01-01T00:00:00.000000Z";
+    let started = Instant::now();
+    for start in (0..documents).step_by(BATCH as usize) {
+        let transaction =
+            conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO \"c_raw\" (id, doc, created_at, updated_at, version) VALUES (?1, ?2, ?3, ?4, 1)",
+            )?;
+            for i in start..(start + BATCH).min(documents) {
+                let doc = serde_json::to_string(&document(i))?;
+                insert.execute((format!("{i:032x}"), doc, now, now))?;
+            }
+        }
+        transaction.commit()?;
+    }
+    Ok(started.elapsed())
 }

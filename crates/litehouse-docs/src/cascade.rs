@@ -142,7 +142,8 @@ pub(crate) async fn delete(
 }
 
 /// `(referencing id, referenced id)` of every document of `collection` whose `path` names
-/// one of `ids`. Uses the reference index: the same typed extraction.
+/// one of `ids`, locked for update on PostgreSQL. Uses the reference index: the same typed
+/// extraction.
 async fn referencing(
     c: &impl Conn,
     collection: &str,
@@ -162,7 +163,13 @@ async fn referencing(
             .push(&expr)
             .push(" IN ");
         sql.bind_list(chunk.iter().map(|id| Param::Text(id.clone())));
-        sql.push(" ORDER BY id");
+        // Lock every referencing row before its own referencing rows are looked up (the
+        // root was locked by `get`). A concurrent insert that names one of them holds
+        // `FOR KEY SHARE` on it until it commits, which `FOR UPDATE` waits for; the next
+        // level's query then starts after that commit and sees the new row, and any later
+        // insert waits for this transaction and finds its target gone. `ORDER BY id` takes
+        // the locks in one order. (SQLite's single writer needs no locks.)
+        sql.push(" ORDER BY id").push(dialect.for_update());
         for row in c.texts(&sql).await? {
             if let [Some(referencing_id), Some(target_id)] = row.as_slice() {
                 found.push((referencing_id.clone(), target_id.clone()));

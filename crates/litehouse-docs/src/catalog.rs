@@ -29,15 +29,35 @@ pub(crate) async fn list_collections(c: &impl Conn) -> Result<Vec<CollectionInfo
             let (Some(Some(name)), Some(Some(spec))) = (row.first(), row.get(1)) else {
                 return Err(Error::corrupt("catalog row without name or spec"));
             };
-            let spec = serde_json::from_str(spec)
-                .map_err(|err| Error::corrupt(format!("spec of {name}: {err}")))?;
             Ok(CollectionInfo {
-                name: name.clone(),
-                spec,
+                name: catalog_name(name)?,
+                spec: catalog_spec(name, spec)?,
             })
         })
         .collect::<Result<Vec<_>>>()
         .map(dependencies_first)
+}
+
+/// A name read back from the catalog passes the same check as a caller's, so a tampered or
+/// foreign row never reaches SQL.
+fn catalog_name(name: &str) -> Result<String> {
+    names::collection_name(name)
+        .map(str::to_owned)
+        .map_err(|err| Error::corrupt(format!("catalog row {:?}: {err}", shown(name))))
+}
+
+/// A spec read back from the catalog is validated as a caller's spec is: index names,
+/// referenced collection names and paths all go through `names.rs`.
+fn catalog_spec(name: &str, text: &str) -> Result<CollectionSpec> {
+    let spec: CollectionSpec = serde_json::from_str(text)
+        .map_err(|err| Error::corrupt(format!("spec of {:?}: {err}", shown(name))))?;
+    spec.validate()
+        .map_err(|err| Error::corrupt(format!("spec of {:?}: {err}", shown(name))))?;
+    Ok(spec)
+}
+
+fn shown(name: &str) -> String {
+    name.chars().take(80).collect()
 }
 
 /// A stable topological order. A reference target must exist when a collection is created,
@@ -64,11 +84,27 @@ fn dependencies_first(mut pending: Vec<CollectionInfo>) -> Vec<CollectionInfo> {
 }
 
 pub(crate) async fn load_spec(c: &impl Conn, collection: &str) -> Result<CollectionSpec> {
+    load_spec_with(c, collection, false).await
+}
+
+/// The spec of `collection`, its catalog row locked until commit on PostgreSQL, for a change
+/// to the spec (two concurrent index changes must not lose one another).
+pub(crate) async fn load_spec_for_update(
+    c: &impl Conn,
+    collection: &str,
+) -> Result<CollectionSpec> {
+    load_spec_with(c, collection, true).await
+}
+
+async fn load_spec_with(c: &impl Conn, collection: &str, lock: bool) -> Result<CollectionSpec> {
     let mut sql = Sql::new(c.dialect());
     sql.push("SELECT spec FROM ")
         .push(&c.dialect().catalog())
         .push(" WHERE name = ");
     sql.bind(Param::Text(collection.to_owned()));
+    if lock {
+        sql.push(c.dialect().for_update());
+    }
     let rows = c.texts(&sql).await?;
     let Some(Some(spec)) = rows
         .into_iter()
@@ -79,8 +115,7 @@ pub(crate) async fn load_spec(c: &impl Conn, collection: &str) -> Result<Collect
             collection: collection.to_owned(),
         });
     };
-    serde_json::from_str(&spec)
-        .map_err(|err| Error::corrupt(format!("spec of {collection}: {err}")))
+    catalog_spec(collection, &spec)
 }
 
 pub(crate) async fn create_collection(
@@ -143,6 +178,26 @@ pub(crate) async fn create_collection(
         .bind(Param::Text(spec_text))
         .push(")");
     c.execute(&insert).await?;
+    Ok(())
+}
+
+/// Stores a changed spec of an existing collection.
+pub(crate) async fn store_spec(
+    c: &impl Conn,
+    collection: &str,
+    spec: &CollectionSpec,
+) -> Result<()> {
+    let dialect = c.dialect();
+    let spec_text = serde_json::to_string(spec).map_err(|err| Error::corrupt(err.to_string()))?;
+    let mut update = Sql::new(dialect);
+    update
+        .push("UPDATE ")
+        .push(&dialect.catalog())
+        .push(" SET spec = ")
+        .bind(Param::Text(spec_text))
+        .push(" WHERE name = ")
+        .bind(Param::Text(collection.to_owned()));
+    c.execute(&update).await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
+use crate::limits::{StoreConfig, dispose};
 use crate::names::{FieldPath, SYSTEM_KEYS};
 
 /// Deepest nesting accepted in a document body.
@@ -113,10 +114,21 @@ pub(crate) fn body_value<'a>(body: &'a Map<String, Json>, segments: &[String]) -
 /// Checks a body for input and drops the system keys, which the server owns.
 ///
 /// Refused: non-objects, NUL characters (PostgreSQL's jsonb cannot store them), integers
-/// outside the signed 64-bit range (SQLite would turn them into floats), and nesting deeper
-/// than [`MAX_DOCUMENT_DEPTH`].
-pub(crate) fn check_body(body: Json) -> Result<Map<String, Json>> {
+/// outside the signed 64-bit range (SQLite would turn them into floats), and anything over
+/// the limits of `config` (depth, keys, array length, size). A refused body is disposed of
+/// without recursion, however deep it is.
+pub(crate) fn check_body(body: Json, config: &StoreConfig) -> Result<Map<String, Json>> {
+    check_body_text(body, config).map(|(body, _)| body)
+}
+
+/// [`check_body`], also returning the body's compact JSON text, which is what gets stored:
+/// a new document is serialised once.
+pub(crate) fn check_body_text(
+    body: Json,
+    config: &StoreConfig,
+) -> Result<(Map<String, Json>, String)> {
     let Json::Object(mut object) = body else {
+        dispose(body);
         return Err(Error::InvalidDocument {
             reason: "a document must be a JSON object".into(),
         });
@@ -124,68 +136,68 @@ pub(crate) fn check_body(body: Json) -> Result<Map<String, Json>> {
     for key in SYSTEM_KEYS {
         object.remove(key);
     }
-    for (key, value) in &object {
-        check_key(key)?;
-        check_value(value, 1)?;
+    let body = Json::Object(object);
+    if let Err(err) = config.check_shape(&body) {
+        dispose(body);
+        return Err(err);
     }
-    Ok(object)
-}
-
-fn check_key(key: &str) -> Result<()> {
-    if key.contains('\0') {
-        return Err(Error::InvalidDocument {
-            reason: "keys must not contain NUL".into(),
-        });
-    }
-    Ok(())
-}
-
-fn check_value(value: &Json, depth: usize) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(Error::InvalidDocument {
-            reason: reason.into(),
-        })
+    let Json::Object(object) = body else {
+        return Err(Error::corrupt("a checked body is not an object"));
     };
-    if depth > MAX_DOCUMENT_DEPTH {
-        return bad("the document is nested too deeply");
-    }
-    match value {
-        Json::String(text) if text.contains('\0') => bad("strings must not contain NUL"),
-        Json::Number(number) if number.is_u64() && number.as_i64().is_none() => {
-            bad("integers must fit in a signed 64-bit integer")
+    // The depth is checked, so the recursive normalisation and serialisation are safe.
+    let object = normalize_numbers(object);
+    let text = serde_json::to_string(&object).map_err(|err| Error::corrupt(err.to_string()))?;
+    config.check_size(text.len())?;
+    Ok((object, text))
+}
+
+/// Checks every body of a batch; on the first refusal, disposes of all of them.
+pub(crate) fn check_bodies(
+    bodies: Vec<Json>,
+    config: &StoreConfig,
+) -> Result<Vec<(Map<String, Json>, String)>> {
+    let mut checked = Vec::with_capacity(bodies.len());
+    let mut bodies = bodies.into_iter();
+    for body in bodies.by_ref() {
+        match check_body_text(body, config) {
+            Ok(object) => checked.push(object),
+            Err(err) => {
+                bodies.for_each(dispose);
+                return Err(err);
+            }
         }
-        Json::Array(items) => items
-            .iter()
-            .try_for_each(|item| check_value(item, depth + 1)),
-        Json::Object(object) => object.iter().try_for_each(|(key, item)| {
-            check_key(key)?;
-            check_value(item, depth + 1)
-        }),
-        _ => Ok(()),
     }
+    Ok(checked)
 }
 
 /// PostgreSQL renders numbers in its own way (`1e2` comes back as `100`); parsing every
 /// number back through f64 when it is not an integer gives one in-memory form on both engines.
-fn normalize_numbers(body: Map<String, Json>) -> Map<String, Json> {
-    body.into_iter()
-        .map(|(key, value)| (key, normalize_value(value)))
-        .collect()
+fn normalize_numbers(mut body: Map<String, Json>) -> Map<String, Json> {
+    body.values_mut().for_each(normalize_value);
+    body
 }
 
-fn normalize_value(value: Json) -> Json {
+/// Rewrites non-integers through f64, and -0.0 as 0.0: PostgreSQL's numeric has no negative
+/// zero, so SQLite stores and returns 0.0 too. Recursive: only for values whose depth is
+/// bounded (checked input, or text that serde_json parsed with its recursion limit).
+fn normalize_value(value: &mut Json) {
     match value {
-        Json::Number(number) if !number.is_i64() => number
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map_or(Json::Null, Json::Number),
-        Json::Array(items) => Json::Array(items.into_iter().map(normalize_value).collect()),
-        Json::Object(object) => Json::Object(normalize_numbers(object)),
-        other => other,
+        Json::Number(number) if !number.is_i64() => {
+            let normalized = number
+                .as_f64()
+                .map(|float| if float == 0.0 { 0.0 } else { float })
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Json::Null, Json::Number);
+            *value = normalized;
+        }
+        Json::Array(items) => items.iter_mut().for_each(normalize_value),
+        Json::Object(object) => object.values_mut().for_each(normalize_value),
+        _ => {}
     }
 }
 
-/// Applies an RFC 7386 JSON merge patch to `target`.
+/// Applies an RFC 7386 JSON merge patch to `target`. Recursive: `patch` must have passed
+/// [`StoreConfig::check_json`], which bounds its depth.
 pub(crate) fn merge_patch(target: &mut Json, patch: &Json) {
     let Json::Object(patch_object) = patch else {
         *target = patch.clone();
@@ -313,10 +325,12 @@ mod tests {
 
     #[test]
     fn bodies_are_checked() {
-        assert!(check_body(json!([1])).is_err());
-        assert!(check_body(json!({"a": "x\u{0}"})).is_err());
-        assert!(check_body(json!({"a": u64::MAX})).is_err());
-        let body = check_body(json!({"id": "x", "version": 9, "a": 1})).unwrap();
+        let config = StoreConfig::default();
+        assert!(check_body(json!([1]), &config).is_err());
+        assert!(check_body(json!({"a": "x\u{0}"}), &config).is_err());
+        assert!(check_body(json!({"k\u{0}": 1}), &config).is_err());
+        assert!(check_body(json!({"a": u64::MAX}), &config).is_err());
+        let body = check_body(json!({"id": "x", "version": 9, "a": 1}), &config).unwrap();
         assert_eq!(Json::Object(body), json!({"a": 1}));
     }
 }

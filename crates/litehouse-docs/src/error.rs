@@ -69,6 +69,18 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A configured limit ([`StoreConfig`](crate::StoreConfig)) was exceeded; raised before any
+    /// SQL runs.
+    #[error("{limit} is {value}, above the limit of {max}")]
+    LimitExceeded {
+        /// Which limit: `document size`, `depth`, `object keys`, `array length`,
+        /// `filter nodes`, `filter depth`, `sort keys` or `page size`.
+        limit: &'static str,
+        /// The value found (for `depth` and `filter depth`, at least this).
+        value: usize,
+        /// The configured maximum.
+        max: usize,
+    },
     /// The collection does not exist.
     #[error("collection {collection:?} does not exist")]
     CollectionNotFound {
@@ -120,6 +132,26 @@ pub enum Error {
         index: String,
         /// The document that already holds the value, when known.
         conflicting_id: Option<String>,
+    },
+    /// A unique index could not be added because documents already share a value.
+    #[error(
+        "unique index {index:?} cannot be added to {collection:?}: documents {conflicting_ids:?} share a value"
+    )]
+    IndexConflict {
+        /// The collection.
+        collection: String,
+        /// The unique index that was refused.
+        index: String,
+        /// Documents holding the same values (one group, at most 100 ids, in id order).
+        conflicting_ids: Vec<String>,
+    },
+    /// The collection has no index of this name.
+    #[error("collection {collection:?} has no index {index:?}")]
+    IndexNotFound {
+        /// The collection.
+        collection: String,
+        /// The index name.
+        index: String,
     },
     /// A delete was refused because a `restrict` reference points at the document.
     #[error(
@@ -177,14 +209,23 @@ impl Error {
                 | Error::InvalidSpec { .. }
                 | Error::InvalidQuery { .. }
                 | Error::InvalidCursor { .. }
+                | Error::LimitExceeded { .. }
         )
     }
 
-    /// True for [`Error::NotFound`] and [`Error::CollectionNotFound`].
+    /// The name of the limit that [`Error::LimitExceeded`] names.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            Error::LimitExceeded { limit, .. } => Some(limit),
+            _ => None,
+        }
+    }
+
+    /// True for [`Error::NotFound`], [`Error::CollectionNotFound`] and [`Error::IndexNotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Error::NotFound { .. } | Error::CollectionNotFound { .. }
+            Error::NotFound { .. } | Error::CollectionNotFound { .. } | Error::IndexNotFound { .. }
         )
     }
 
@@ -193,6 +234,7 @@ impl Error {
         matches!(
             self,
             Error::Unique { .. }
+                | Error::IndexConflict { .. }
                 | Error::VersionConflict { .. }
                 | Error::Restricted { .. }
                 | Error::CollectionExists { .. }
@@ -200,20 +242,25 @@ impl Error {
         )
     }
 
-    /// The id of the document that caused a conflict ([`Error::Unique`] or
+    /// The id of the document that caused a conflict ([`Error::Unique`], [`Error::IndexConflict`] or
     /// [`Error::Restricted`]).
     pub fn conflicting_id(&self) -> Option<&str> {
         match self {
             Error::Unique { conflicting_id, .. } => conflicting_id.as_deref(),
             Error::Restricted { referencing_id, .. } => Some(referencing_id),
+            Error::IndexConflict {
+                conflicting_ids, ..
+            } => conflicting_ids.first().map(String::as_str),
             _ => None,
         }
     }
 
-    /// The unique index named by [`Error::Unique`].
+    /// The index named by [`Error::Unique`], [`Error::IndexConflict`] or [`Error::IndexNotFound`].
     pub fn index(&self) -> Option<&str> {
         match self {
-            Error::Unique { index, .. } => Some(index),
+            Error::Unique { index, .. }
+            | Error::IndexConflict { index, .. }
+            | Error::IndexNotFound { index, .. } => Some(index),
             _ => None,
         }
     }
@@ -227,6 +274,10 @@ impl Error {
             }
             _ => false,
         }
+    }
+
+    pub(crate) fn limit_exceeded(limit: &'static str, value: usize, max: usize) -> Error {
+        Error::LimitExceeded { limit, value, max }
     }
 
     pub(crate) fn corrupt(reason: impl Into<String>) -> Error {

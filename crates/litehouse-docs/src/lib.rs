@@ -48,6 +48,8 @@ mod conn;
 mod document;
 mod error;
 mod filter;
+mod index;
+mod limits;
 mod names;
 mod ops;
 mod pg;
@@ -63,6 +65,7 @@ pub use error::{Error, Result};
 pub use filter::{
     Filter, MAX_FILTER_DEPTH, MAX_FILTER_LEAVES, MAX_FILTER_STRING, MAX_IN_VALUES, Op,
 };
+pub use limits::{HARD_MAX_DEPTH, StoreConfig};
 pub use names::{MAX_COLLECTION_LEN, MAX_INDEX_NAME_LEN, MAX_PATH_DEPTH, MAX_PATH_LEN};
 pub use query::{MAX_PER_PAGE, MAX_SORT_KEYS, Page, Paging, Query, Sort};
 pub use spec::{

@@ -1,6 +1,8 @@
 //! The store's document logic, written once over [`Conn`] for both engines. Every function
 //! here runs inside one transaction; an error rolls all of it back.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value as Json};
 
 use crate::catalog::load_spec;
@@ -50,28 +52,43 @@ pub(crate) enum Origin {
 }
 
 /// Inserts documents (new or imported) after the unique and reference checks.
+///
+/// Batched per chunk of [`ROWS_PER_INSERT`]: one query per unique index (plus a check inside
+/// the chunk in memory), one query per reference, and one multi-row `INSERT`, so the number
+/// of statements does not grow with the number of documents.
 pub(crate) async fn insert(
     c: &impl Conn,
     collection: &str,
     documents: Vec<Document>,
+    texts: &[String],
     origin: Origin,
 ) -> Result<Vec<Document>> {
+    if texts.len() != documents.len() {
+        return Err(Error::corrupt("a document without its text"));
+    }
     let spec = load_spec(c, collection).await?;
-    // Without unique indexes, and without references to check one by one, nothing depends
-    // on the rows before it: insert many rows per statement (one round trip on PostgreSQL).
-    let rows_per_statement = match (origin, spec.indexes.iter().any(|index| index.unique)) {
-        (_, true) => 1,
-        (Origin::New, false) if !spec.references.is_empty() => 1,
-        _ => ROWS_PER_INSERT,
-    };
-    for chunk in documents.chunks(rows_per_statement) {
+    let unique: Vec<UniqueIndex> = spec
+        .indexes
+        .iter()
+        .filter(|index| index.unique)
+        .map(UniqueIndex::new)
+        .collect::<Result<_>>()?;
+    // Values already taken by earlier chunks of this call, per unique index.
+    let mut taken: Vec<HashMap<String, String>> = vec![HashMap::new(); unique.len()];
+    for (chunk, chunk_texts) in documents
+        .chunks(ROWS_PER_INSERT)
+        .zip(texts.chunks(ROWS_PER_INSERT))
+    {
         if origin == Origin::Imported {
             check_new_ids(c, collection, chunk).await?;
         }
-        for document in chunk {
-            check_constraints(c, collection, &spec, document, origin).await?;
+        for (index, taken) in unique.iter().zip(&mut taken) {
+            check_unique_batch(c, collection, index, chunk, taken).await?;
         }
-        insert_rows(c, collection, chunk)
+        if origin == Origin::New {
+            check_references_batch(c, collection, &spec, chunk).await?;
+        }
+        insert_rows(c, collection, chunk, chunk_texts)
             .await
             .map_err(|err| engine_unique(err, collection, &spec))?;
     }
@@ -80,6 +97,181 @@ pub(crate) async fn insert(
 
 /// Rows per multi-row INSERT: 5 parameters each stays far below both engines' limits.
 const ROWS_PER_INSERT: usize = 500;
+
+/// A unique index with its paths parsed once per call.
+struct UniqueIndex {
+    name: String,
+    fields: Vec<(FieldPath, FieldType)>,
+}
+
+impl UniqueIndex {
+    fn new(index: &crate::spec::IndexSpec) -> Result<UniqueIndex> {
+        Ok(UniqueIndex {
+            name: index.name.clone(),
+            fields: index
+                .fields
+                .iter()
+                .map(|field| Ok((FieldPath::parse(&field.path)?, field.field_type)))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// The typed values of `document`, or `None` when one is missing or mistyped (NULL in
+    /// the index, so never in conflict).
+    fn values(&self, document: &Document) -> Option<Vec<Param>> {
+        self.fields
+            .iter()
+            .map(|(path, field_type)| typed_value(document, path, *field_type))
+            .collect()
+    }
+}
+
+/// A key under which equal index values (as the engines compare them) are equal: numbers
+/// compare by value, so `1` and `1.0` share a key.
+fn value_key(values: &[Param]) -> String {
+    let parts: Vec<Json> = values
+        .iter()
+        .map(|param| match param {
+            Param::Num(number) => match (number.as_i64(), number.as_f64()) {
+                (Some(int), _) => Json::from(int),
+                // An integral float is keyed as the integer it equals (exactly, in range).
+                (None, Some(float))
+                    if float.fract() == 0.0 && float.abs() < 9_007_199_254_740_992.0 =>
+                {
+                    Json::from(float as i64)
+                }
+                (None, float) => Json::from(float.unwrap_or(f64::NAN)),
+            },
+            other => other.to_json(),
+        })
+        .collect();
+    Json::Array(parts).to_string()
+}
+
+/// Checks one unique index for a chunk: against earlier documents of the same call and of
+/// the chunk in memory, then against stored documents in one query.
+async fn check_unique_batch(
+    c: &impl Conn,
+    collection: &str,
+    index: &UniqueIndex,
+    chunk: &[Document],
+    taken: &mut HashMap<String, String>,
+) -> Result<()> {
+    let conflict = |conflicting_id: Option<String>| Error::Unique {
+        collection: collection.to_owned(),
+        index: index.name.clone(),
+        conflicting_id,
+    };
+    let mut rows: Vec<Vec<Param>> = Vec::new();
+    for document in chunk {
+        let Some(values) = index.values(document) else {
+            continue;
+        };
+        if let Some(earlier) = taken.insert(value_key(&values), document.id.clone()) {
+            return Err(conflict(Some(earlier)));
+        }
+        rows.push(values);
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let dialect = c.dialect();
+    let exprs: Vec<String> = index
+        .fields
+        .iter()
+        .map(|(path, field_type)| dialect.extract(path, Extract::Typed(*field_type)))
+        .collect();
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT id FROM ")
+        .push(&dialect.table(collection))
+        .push(" WHERE ");
+    if let [expr] = exprs.as_slice() {
+        // One field: `expr IN (...)`, which both planners answer from the index.
+        sql.push(expr).push(" IN ");
+        sql.bind_list(rows.into_iter().flatten());
+    } else {
+        sql.push("(").push(&exprs.join(", ")).push(") IN (VALUES ");
+        for (position, row) in rows.into_iter().enumerate() {
+            if position > 0 {
+                sql.push(", ");
+            }
+            sql.bind_list(row);
+        }
+        sql.push(")");
+    }
+    sql.push(" ORDER BY id LIMIT 1");
+    match c.texts(&sql).await?.into_iter().next() {
+        Some(row) => Err(conflict(row.into_iter().next().flatten())),
+        None => Ok(()),
+    }
+}
+
+/// Checks every reference of a chunk with one query per reference, locking the targets
+/// (`FOR KEY SHARE` on PostgreSQL, in id order) so that a concurrent cascade waits for
+/// this transaction or is waited for.
+async fn check_references_batch(
+    c: &impl Conn,
+    collection: &str,
+    spec: &CollectionSpec,
+    chunk: &[Document],
+) -> Result<()> {
+    let dialect = c.dialect();
+    for reference in &spec.references {
+        let path = FieldPath::parse(&reference.path)?;
+        // (referencing path value, in document order), skipping self-references.
+        let mut targets: Vec<String> = Vec::new();
+        for document in chunk {
+            let target_id = match document.value_at(&path) {
+                None | Some(Json::Null) => continue,
+                Some(Json::String(target_id)) => target_id,
+                Some(other) => {
+                    return Err(Error::InvalidValue {
+                        path: reference.path.clone(),
+                        expected: FieldType::String,
+                        found: other.to_string().chars().take(80).collect(),
+                    });
+                }
+            };
+            if reference.collection == collection && target_id == document.id {
+                continue;
+            }
+            targets.push(target_id);
+        }
+        if targets.is_empty() {
+            continue;
+        }
+        let mut unique_targets: Vec<&String> = targets.iter().collect();
+        unique_targets.sort();
+        unique_targets.dedup();
+        let mut sql = Sql::new(dialect);
+        sql.push("SELECT id FROM ")
+            .push(&dialect.table(&reference.collection))
+            .push(" WHERE id IN ");
+        sql.bind_list(
+            unique_targets
+                .iter()
+                .map(|target_id| Param::Text((*target_id).clone())),
+        );
+        sql.push(" ORDER BY id").push(dialect.for_key_share());
+        let found: HashSet<String> = c
+            .texts(&sql)
+            .await?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten())
+            .collect();
+        if let Some(missing) = targets
+            .into_iter()
+            .find(|target_id| !found.contains(target_id))
+        {
+            return Err(Error::ReferenceNotFound {
+                path: reference.path.clone(),
+                target_collection: reference.collection.clone(),
+                target_id: missing,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// Imported ids must not exist yet.
 async fn check_new_ids(c: &impl Conn, collection: &str, documents: &[Document]) -> Result<()> {
@@ -104,19 +296,25 @@ async fn check_new_ids(c: &impl Conn, collection: &str, documents: &[Document]) 
     }
 }
 
-async fn insert_rows(c: &impl Conn, collection: &str, documents: &[Document]) -> Result<()> {
+/// `texts[i]` is the body of `documents[i]` as serialised by the body check.
+async fn insert_rows(
+    c: &impl Conn,
+    collection: &str,
+    documents: &[Document],
+    texts: &[String],
+) -> Result<()> {
     let dialect = c.dialect();
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ")
         .push(&dialect.table(collection))
         .push(" (id, doc, created_at, updated_at, version) VALUES ");
-    for (position, document) in documents.iter().enumerate() {
+    for (position, (document, text)) in documents.iter().zip(texts).enumerate() {
         if position > 0 {
             sql.push(", ");
         }
         sql.bind_list([
             Param::Text(document.id.clone()),
-            Param::Json(body_text(&document.body)?),
+            Param::Json(text.clone()),
             Param::Text(document.created_at.clone()),
             Param::Text(document.updated_at.clone()),
             Param::Int(document.version),
@@ -333,6 +531,7 @@ pub(crate) async fn export(
     if let Some(after) = after {
         sql.push(" WHERE id > ").bind(Param::Text(after.to_owned()));
     }
-    sql.push(&format!(" ORDER BY id LIMIT {limit}"));
+    sql.push(" ORDER BY id LIMIT ")
+        .bind(Param::Int(crate::query::to_i64(limit)));
     c.documents(&sql).await
 }

@@ -1,6 +1,6 @@
 //! The PostgreSQL implementation of [`Conn`], over a deadpool-postgres transaction.
 
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::conn::Conn;
 use crate::document::Document;
@@ -40,14 +40,17 @@ fn bound(params: &[Param]) -> Vec<Bound> {
         .collect()
 }
 
-fn refs(bound: &[Bound]) -> Vec<&(dyn ToSql + Sync)> {
+/// Parameters with their types declared, so that a statement is parsed, bound and run in
+/// one round trip (`query_typed`) instead of a prepare round trip first. The types match the
+/// casts every placeholder carries.
+fn typed(bound: &[Bound]) -> Vec<(&(dyn ToSql + Sync), Type)> {
     bound
         .iter()
-        .map(|value| -> &(dyn ToSql + Sync) {
+        .map(|value| -> (&(dyn ToSql + Sync), Type) {
             match value {
-                Bound::Text(text) => text,
-                Bound::Int(int) => int,
-                Bound::Bool(flag) => flag,
+                Bound::Text(text) => (text, Type::TEXT),
+                Bound::Int(int) => (int, Type::INT8),
+                Bound::Bool(flag) => (flag, Type::BOOL),
             }
         })
         .collect()
@@ -68,7 +71,7 @@ impl<'a, 't> PgConn<'a, 't> {
         let values = bound(&sql.params);
         Ok(self
             .transaction
-            .query(sql.text.as_str(), &refs(&values))
+            .query_typed(sql.text.as_str(), &typed(&values))
             .await?)
     }
 }
@@ -119,7 +122,7 @@ impl Conn for PgConn<'_, '_> {
         let values = bound(&sql.params);
         Ok(self
             .transaction
-            .execute(sql.text.as_str(), &refs(&values))
+            .execute_typed(sql.text.as_str(), &typed(&values))
             .await?)
     }
 

@@ -9,6 +9,7 @@ use crate::compile::push_filter;
 use crate::document::Document;
 use crate::error::{Error, Result};
 use crate::filter::{self, Cmp, Filter, Leaf, Node};
+use crate::limits::StoreConfig;
 use crate::names::FieldPath;
 use crate::spec::FieldType;
 use crate::sql::{Dialect, Engine, Extract, Param, Sql};
@@ -196,7 +197,11 @@ pub(crate) struct Plan {
 }
 
 /// Checks `query` against the declared types; no SQL is built before it passes.
-pub(crate) fn plan(query: &Query, types: &BTreeMap<FieldPath, FieldType>) -> Result<Plan> {
+pub(crate) fn plan(
+    query: &Query,
+    types: &BTreeMap<FieldPath, FieldType>,
+    config: &StoreConfig,
+) -> Result<Plan> {
     let Query {
         filter,
         sort,
@@ -207,10 +212,12 @@ pub(crate) fn plan(query: &Query, types: &BTreeMap<FieldPath, FieldType>) -> Res
         .as_ref()
         .map(|filter| filter::check(filter, types))
         .transpose()?;
-    if sort.len() > MAX_SORT_KEYS {
-        return Err(Error::InvalidQuery {
-            reason: format!("at most {MAX_SORT_KEYS} sort keys"),
-        });
+    if sort.len() > config.max_sort_keys {
+        return Err(Error::limit_exceeded(
+            "sort keys",
+            sort.len(),
+            config.max_sort_keys,
+        ));
     }
     let mut columns = Vec::new();
     let mut fingerprint = Vec::new();
@@ -249,12 +256,18 @@ pub(crate) fn plan(query: &Query, types: &BTreeMap<FieldPath, FieldType>) -> Res
     });
     let fingerprint = fingerprint.join(",");
     let check_per_page = |per_page: u64| {
-        if (1..=MAX_PER_PAGE).contains(&per_page) {
-            Ok(per_page)
-        } else {
+        if per_page == 0 {
             Err(Error::InvalidQuery {
-                reason: format!("perPage must be 1 to {MAX_PER_PAGE}"),
+                reason: "perPage must be at least 1".into(),
             })
+        } else if per_page > config.max_page_size {
+            Err(Error::LimitExceeded {
+                limit: "page size",
+                value: usize::try_from(per_page).unwrap_or(usize::MAX),
+                max: usize::try_from(config.max_page_size).unwrap_or(usize::MAX),
+            })
+        } else {
+            Ok(per_page)
         }
     };
     let (page, per_page, offset, after) = match paging {
@@ -398,11 +411,11 @@ impl Plan {
         if !order.is_empty() {
             sql.push(" ORDER BY ").push(&order.join(", "));
         }
-        sql.push(&format!(
-            " LIMIT {} OFFSET {}",
-            self.per_page + 1,
-            self.offset
-        ));
+        // One more than a page, to tell whether a next page exists. Bound, like every value.
+        sql.push(" LIMIT ")
+            .bind(Param::Int(to_i64(self.per_page.saturating_add(1))))
+            .push(" OFFSET ")
+            .bind(Param::Int(to_i64(self.offset)));
         sql
     }
 
@@ -465,6 +478,11 @@ impl Plan {
         let text = json!({ "k": self.fingerprint, "v": values }).to_string();
         Ok(text.bytes().map(|byte| format!("{byte:02x}")).collect())
     }
+}
+
+/// Page sizes and offsets are checked against limits far below `i64::MAX`; saturate anyway.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn decode_cursor(

@@ -6,9 +6,10 @@ use serde_json::Value as Json;
 
 use crate::cascade::{self, DeleteReport};
 use crate::catalog;
-use crate::document::{Document, check_body, merge_patch};
+use crate::document::{Document, check_bodies, check_body, merge_patch};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::limits::{StoreConfig, dispose, dispose_filter};
 use crate::names;
 use crate::ops;
 use crate::query::{Page, Paging, Query, plan};
@@ -67,6 +68,7 @@ impl Default for PostgresConfig {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) backend: Backend,
+    pub(crate) config: StoreConfig,
 }
 
 #[derive(Clone)]
@@ -147,10 +149,27 @@ pub(crate) fn checked_collection(collection: &str) -> Result<String> {
 impl Store {
     /// Opens (creating if needed) a SQLite file with the default litehouse config.
     ///
+    /// Opening blocks (it sets pragmas and may wait for another process's lock), so on a
+    /// tokio runtime it runs on a blocking thread, never on the executor.
+    ///
     /// # Errors
     /// [`Error::Sqlite`] when the file cannot be opened.
     pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Store> {
-        let db = litehouse::Database::open(path, litehouse::Config::default())?;
+        let path = path.as_ref().to_path_buf();
+        let open = move || litehouse::Database::open(path, litehouse::Config::default());
+        let db = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => match handle.spawn_blocking(open).await {
+                Ok(opened) => opened?,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Err(join) => {
+                    return Err(Error::corrupt(format!(
+                        "opening the database was cancelled: {join}"
+                    )));
+                }
+            },
+            // Not on a tokio runtime: there is no executor to keep free.
+            Err(_) => open()?,
+        };
         Store::from_database(db).await
     }
 
@@ -158,6 +177,7 @@ impl Store {
     pub async fn from_database(db: litehouse::Database) -> Result<Store> {
         let store = Store {
             backend: Backend::Sqlite(db),
+            config: StoreConfig::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
@@ -209,9 +229,36 @@ impl Store {
                 pool,
                 dialect: Dialect::postgres(schema),
             },
+            config: StoreConfig::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
+    }
+
+    /// This store with other limits; every constructor starts from [`StoreConfig::default`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use litehouse_docs::{CollectionSpec, Store, StoreConfig};
+    /// use serde_json::json;
+    ///
+    /// let db = litehouse::Database::open_memory("doc-limits", litehouse::Config::default())?;
+    /// let config = StoreConfig { max_document_bytes: 100, ..StoreConfig::default() };
+    /// let store = Store::from_database(db).await?.with_config(config);
+    /// store.create_collection("notes", CollectionSpec::default()).await?;
+    /// let err = store.create("notes", json!({"text": "x".repeat(200)})).await.unwrap_err();
+    /// assert_eq!(err.limit(), Some("document size"));
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_config(mut self, config: StoreConfig) -> Store {
+        self.config = config;
+        self
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
     }
 
     /// `sqlite` or `postgres`.
@@ -274,8 +321,9 @@ impl Store {
     /// Top-level `id`, `createdAt`, `updatedAt` and `version` in `body` are ignored.
     ///
     /// # Errors
-    /// [`Error::InvalidDocument`], [`Error::Unique`], [`Error::ReferenceNotFound`],
-    /// [`Error::InvalidValue`] for a reference that is not a string.
+    /// [`Error::InvalidDocument`], [`Error::LimitExceeded`] (see [`StoreConfig`]),
+    /// [`Error::Unique`], [`Error::ReferenceNotFound`], [`Error::InvalidValue`] for a
+    /// reference that is not a string.
     pub async fn create(&self, collection: &str, body: Json) -> Result<Document> {
         let mut created = self.create_many(collection, vec![body]).await?;
         created
@@ -284,17 +332,30 @@ impl Store {
     }
 
     /// Creates many documents in one transaction: all or none.
+    ///
+    /// # Errors
+    /// As [`Store::create`]; [`Error::LimitExceeded`] for a body over the
+    /// [`StoreConfig`] limits, before any SQL runs.
     pub async fn create_many(&self, collection: &str, bodies: Vec<Json>) -> Result<Vec<Document>> {
-        let collection = checked_collection(collection)?;
-        check_batch(bodies.len())?;
-        let documents = bodies
+        let collection = match checked_collection(collection)
+            .and_then(|name| Ok((name, check_batch(bodies.len())?)))
+        {
+            Ok((name, ())) => name,
+            Err(err) => {
+                // Bodies may be of any depth: never drop them recursively.
+                bodies.into_iter().for_each(dispose);
+                return Err(err);
+            }
+        };
+        let (documents, texts): (Vec<Document>, Vec<String>) = check_bodies(bodies, &self.config)?
             .into_iter()
-            .map(|body| Ok(ops::new_document(check_body(body)?)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|(body, text)| (ops::new_document(body), text))
+            .unzip();
         in_transaction!(self, transaction, |c| ops::insert(
             c,
             &collection,
             documents,
+            &texts,
             ops::Origin::New
         ))
     }
@@ -323,8 +384,14 @@ impl Store {
         body: Json,
         expected_version: Option<i64>,
     ) -> Result<Document> {
-        let collection = checked_collection(collection)?;
-        let body = check_body(body)?;
+        let collection = match checked_collection(collection) {
+            Ok(name) => name,
+            Err(err) => {
+                dispose(body);
+                return Err(err);
+            }
+        };
+        let body = check_body(body, &self.config)?;
         let id = id.to_owned();
         in_transaction!(self, transaction, |c| ops::update(
             c,
@@ -363,12 +430,24 @@ impl Store {
         patch: Json,
         expected_version: Option<i64>,
     ) -> Result<Document> {
-        let collection = checked_collection(collection)?;
-        if !patch.is_object() {
-            return Err(Error::InvalidDocument {
-                reason: "a merge patch for a document must be an object".into(),
-            });
-        }
+        let checked = checked_collection(collection).and_then(|name| {
+            if !patch.is_object() {
+                return Err(Error::InvalidDocument {
+                    reason: "a merge patch for a document must be an object".into(),
+                });
+            }
+            // The patch is bounded before the recursive merge walks it.
+            self.config.check_json(&patch)?;
+            Ok(name)
+        });
+        let collection = match checked {
+            Ok(name) => name,
+            Err(err) => {
+                dispose(patch);
+                return Err(err);
+            }
+        };
+        let config = self.config;
         let id = id.to_owned();
         in_transaction!(self, transaction, |c| ops::update(
             c,
@@ -378,7 +457,7 @@ impl Store {
             |current| {
                 let mut body = Json::Object(current.body.clone());
                 merge_patch(&mut body, &patch);
-                check_body(body)
+                check_body(body, &config)
             }
         ))
     }
@@ -412,16 +491,27 @@ impl Store {
     /// [`Error::InvalidQuery`], [`Error::InvalidCursor`] before any query SQL is built.
     pub async fn find(&self, collection: &str, query: &Query) -> Result<Page> {
         let collection = checked_collection(collection)?;
+        self.check_query(query)?;
         let query = query.clone();
+        let config = self.config;
         in_transaction!(self, read, |c| async {
             let spec = catalog::load_spec(c, &collection).await?;
-            let plan = plan(&query, &spec.path_types()?)?;
+            let plan = plan(&query, &spec.path_types()?, &config)?;
             ops::find(c, &collection, &plan).await
         })
     }
 
     /// Counts the documents matching `filter` (all when `None`).
     pub async fn count(&self, collection: &str, filter: Option<Filter>) -> Result<u64> {
+        let checked = match &filter {
+            Some(filter) => self.config.check_filter(filter),
+            None => Ok(()),
+        };
+        if let Err(err) = checked {
+            // A filter of any depth: never drop it recursively.
+            filter.into_iter().for_each(dispose_filter);
+            return Err(err);
+        }
         let query = Query {
             filter,
             paging: Paging::Cursor {
@@ -433,6 +523,16 @@ impl Store {
         let page = self.find(collection, &query).await?;
         page.total_items
             .ok_or_else(|| Error::corrupt("count missing"))
+    }
+}
+
+impl Store {
+    /// The checks a query must pass before it is cloned or compiled (both recursive).
+    pub(crate) fn check_query(&self, query: &Query) -> Result<()> {
+        if let Some(filter) = &query.filter {
+            self.config.check_filter(filter)?;
+        }
+        Ok(())
     }
 }
 

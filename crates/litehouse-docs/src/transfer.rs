@@ -5,8 +5,9 @@ use serde_json::Value as Json;
 
 use crate::catalog;
 use crate::conn::Conn;
-use crate::document::{Document, check_body, is_rfc3339_utc};
+use crate::document::{Document, check_body_text, is_rfc3339_utc};
 use crate::error::{Error, Result};
+use crate::limits::{StoreConfig, dispose};
 use crate::ops;
 use crate::query::{Query, plan};
 use crate::sql::{Engine, Sql};
@@ -41,16 +42,19 @@ impl Store {
     /// let query = Query { filter: Some(Filter::eq("age", 30)), ..Query::default() };
     /// let explain = store.explain("people", &query).await?;
     /// assert!(explain.uses_index, "{:?}", explain.plan);
-    /// assert_eq!(explain.params, [serde_json::json!(30)]);
+    /// // The filter value, then LIMIT and OFFSET: every value is bound.
+    /// assert_eq!(explain.params[0], serde_json::json!(30));
     /// # Ok::<(), litehouse_docs::Error>(())
     /// # }).unwrap();
     /// ```
     pub async fn explain(&self, collection: &str, query: &Query) -> Result<Explain> {
         let collection = checked_collection(collection)?;
+        self.check_query(query)?;
         let query = query.clone();
+        let config = self.config;
         in_transaction!(self, read, |c| async {
             let spec = catalog::load_spec(c, &collection).await?;
-            let plan = plan(&query, &spec.path_types()?)?;
+            let plan = plan(&query, &spec.path_types()?, &config)?;
             let sql = plan.select_sql(c.dialect(), &collection);
             let lines = c.plan(&sql).await?;
             let uses_index = lines.iter().any(|line| reads_through_index(line));
@@ -135,17 +139,34 @@ impl Store {
     /// [`Error::InvalidDocument`] for a bad body, id, timestamp or version;
     /// [`Error::Unique`] (index `id` for a clashing id).
     pub async fn import(&self, collection: &str, documents: Vec<Document>) -> Result<u64> {
-        let collection = checked_collection(collection)?;
-        check_batch(documents.len())?;
-        let documents = documents
-            .into_iter()
-            .map(check_imported)
-            .collect::<Result<Vec<_>>>()?;
+        let checked = checked_collection(collection)
+            .and_then(|name| Ok((name, check_batch(documents.len())?)));
+        let collection = match checked {
+            Ok((name, ())) => name,
+            Err(err) => {
+                dispose_documents(documents);
+                return Err(err);
+            }
+        };
+        let mut checked = Vec::with_capacity(documents.len());
+        let mut documents = documents.into_iter();
+        for document in documents.by_ref() {
+            match check_imported(document, &self.config) {
+                Ok(document) => checked.push(document),
+                Err(err) => {
+                    // Bodies may be of any depth: never drop them recursively.
+                    dispose_documents(documents.collect());
+                    return Err(err);
+                }
+            }
+        }
+        let (documents, texts): (Vec<Document>, Vec<String>) = checked.into_iter().unzip();
         let count = documents.len() as u64;
         in_transaction!(self, transaction, |c| ops::insert(
             c,
             &collection,
             documents,
+            &texts,
             ops::Origin::Imported
         ))?;
         Ok(count)
@@ -168,7 +189,24 @@ fn reads_through_index(line: &str) -> bool {
     own_index || line.trim_start().starts_with("SEARCH") || line.contains("Index Cond")
 }
 
-fn check_imported(document: Document) -> Result<Document> {
+fn dispose_documents(documents: Vec<Document>) {
+    for document in documents {
+        dispose(Json::Object(document.body));
+    }
+}
+
+/// Checks an imported document; a refused one is disposed of without recursion.
+fn check_imported(mut document: Document, config: &StoreConfig) -> Result<(Document, String)> {
+    let (body, text) = check_body_text(Json::Object(std::mem::take(&mut document.body)), config)?;
+    let document = Document { body, ..document };
+    if let Err(err) = check_imported_fields(&document) {
+        dispose_documents(vec![document]);
+        return Err(err);
+    }
+    Ok((document, text))
+}
+
+fn check_imported_fields(document: &Document) -> Result<()> {
     let bad = |reason: String| Error::InvalidDocument { reason };
     if uuid::Uuid::try_parse(&document.id)
         .map(|id| id.to_string() != document.id)
@@ -191,6 +229,5 @@ fn check_imported(document: Document) -> Result<Document> {
             document.id, document.version
         )));
     }
-    let body = check_body(Json::Object(document.body))?;
-    Ok(Document { body, ..document })
+    Ok(())
 }

@@ -426,7 +426,10 @@ async fn explain_reports_index_use() {
         )
         .await
         .unwrap();
-    assert_eq!(explain.params, vec![json!(30)]);
+    // The filter value, then LIMIT (per page + 1, to see whether a next page exists) and
+    // OFFSET, all bound rather than formatted into the SQL.
+    assert_eq!(explain.params, vec![json!(30), json!(51), json!(0)]);
+    assert!(!explain.sql.contains("51"), "{}", explain.sql);
     let scan = page_of(Some(Filter::eq("name", "p3")), vec![], None);
     let explain = store.explain("people", &scan).await.unwrap();
     assert!(!explain.uses_index, "{explain:?}");
@@ -615,6 +618,138 @@ async fn migrate_through_export_and_import() {
             target.delete("users", &user.id, None).await,
             Err(Error::Restricted { .. })
         ));
+        Ok(())
+    })
+    .await;
+}
+
+/// PostgreSQL's numeric has no negative zero, so -0.0 is stored and read back as 0.0 on both
+/// engines (QUERY.md, Documents).
+#[tokio::test(flavor = "multi_thread")]
+async fn negative_zero_reads_back_as_zero() {
+    on_each_backend(|store| async move {
+        store
+            .create_collection("zeros", CollectionSpec::default())
+            .await?;
+        let created = store
+            .create(
+                "zeros",
+                json!({"z": -0.0, "list": [-0.0, 1.5], "n": {"z": -0.0}}),
+            )
+            .await?;
+        let read = store.get("zeros", &created.id).await?;
+        for doc in [&created, &read] {
+            let json = doc.to_json();
+            for value in [&json["z"], &json["list"][0], &json["n"]["z"]] {
+                let float = value.as_f64().expect("a number");
+                assert!(float == 0.0 && float.is_sign_positive(), "{value}");
+            }
+            assert_eq!(json["list"][1], json!(1.5));
+        }
+        let found = store.count("zeros", Some(Filter::eq("z", 0))).await?;
+        assert_eq!(found, 1);
+        Ok(())
+    })
+    .await;
+}
+
+/// Batches are checked per statement: duplicates inside a batch, across its chunks of 500,
+/// and against stored documents, on one or several fields; one missing reference fails the
+/// whole batch; nothing of a failed batch is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_checks_cover_the_whole_batch() {
+    on_each_backend(|store| async move {
+        let spec = CollectionSpec {
+            indexes: vec![
+                IndexSpec::unique("by_n", [("n", FieldType::Number)]),
+                IndexSpec::unique(
+                    "by_pair",
+                    [("a", FieldType::String), ("b", FieldType::Number)],
+                ),
+            ],
+            references: vec![ReferenceSpec::new("owner", "owners", OnDelete::Cascade)],
+        };
+        store
+            .create_collection("owners", CollectionSpec::default())
+            .await?;
+        store.create_collection("batch", spec).await?;
+        let owner = store.create("owners", json!({})).await?;
+        let stored = store
+            .create(
+                "batch",
+                json!({"n": 1, "a": "x", "b": 1, "owner": owner.id}),
+            )
+            .await?;
+        let refused = |result: Result<Vec<litehouse_docs::Document>, Error>, index: &str| {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Unique { .. }), "{err}");
+            assert_eq!(err.index(), Some(index), "{err}");
+            err
+        };
+        // 1.0 equals the stored 1; the stored document is named.
+        let err = refused(
+            store
+                .create_many("batch", vec![json!({"n": 2}), json!({"n": 1.0})])
+                .await,
+            "by_n",
+        );
+        assert_eq!(err.conflicting_id(), Some(stored.id.as_str()));
+        refused(
+            store
+                .create_many("batch", vec![json!({"n": 5}), json!({"n": 5.0})])
+                .await,
+            "by_n",
+        );
+        refused(
+            store
+                .create_many(
+                    "batch",
+                    vec![json!({"a": "x", "b": 1.0}), json!({"a": "y", "b": 1})],
+                )
+                .await,
+            "by_pair",
+        );
+        refused(
+            store
+                .create_many(
+                    "batch",
+                    vec![json!({"a": "z", "b": 2}), json!({"a": "z", "b": 2})],
+                )
+                .await,
+            "by_pair",
+        );
+        // Across chunks: the 700th document repeats the 10th.
+        let mut many: Vec<serde_json::Value> = (0..700).map(|n| json!({"n": 100 + n})).collect();
+        many[699] = json!({"n": 109});
+        refused(store.create_many("batch", many).await, "by_n");
+        // Large integers that one f64 cannot tell apart are distinct values.
+        let big = 9_007_199_254_740_993_i64;
+        store
+            .create_many("batch", vec![json!({"n": big}), json!({"n": big - 1})])
+            .await?;
+        // Partial or mistyped values are never in conflict.
+        store
+            .create_many(
+                "batch",
+                vec![json!({"a": "x"}), json!({"a": "x", "b": "1"})],
+            )
+            .await?;
+        let err = store
+            .create_many(
+                "batch",
+                vec![
+                    json!({"owner": owner.id}),
+                    json!({"owner": "nobody"}),
+                    json!({"owner": owner.id}),
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ReferenceNotFound { target_id, .. } if target_id == "nobody"),
+            "{err}"
+        );
+        assert_eq!(store.count("batch", None).await?, 5);
         Ok(())
     })
     .await;

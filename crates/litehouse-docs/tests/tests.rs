@@ -3,7 +3,10 @@
 
 mod conformance;
 mod crud;
+mod defects;
 mod eval;
 mod hostile;
+mod indexes;
+mod limits;
 mod property;
 mod util;
