@@ -65,7 +65,9 @@ pub fn app(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overloaded))
                 .load_shed()
-                .concurrency_limit(concurrency)
+                // Global: `Router::layer` wraps each route separately, and the limit is for
+                // the whole server.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
                 .timeout(timeout),
         );
     let router = match cors {
