@@ -1,5 +1,6 @@
 //! `litehouse serve` and `litehouse token`: thin wrappers over litehouse-server.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -130,13 +131,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(config, store, database).await?;
         let addr = server.local_addr();
         println!("litehouse serving {db}");
-        println!("API:    http://{addr}/api/collections");
-        println!("health: http://{addr}/api/health");
         if generated {
             println!("admin token: in {}", admin_token_path.display());
         }
+        println!("health: http://{addr}/api/health");
+        println!("API:    http://{addr}/api/collections");
         server.run(litehouse_server::shutdown_signal()).await?;
-        println!("litehouse stopped cleanly");
+        // Whoever started us may have closed our stdout by now; that is not a failure.
+        let _ = writeln!(std::io::stdout(), "litehouse stopped cleanly");
         anyhow::Ok(())
     })
 }
