@@ -15,6 +15,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::api::{collections, docs, health};
 use crate::auth::Scope;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::state::AppState;
 
 /// Every route of the API, with the token check, body limit, concurrency limit, timeout and
@@ -30,6 +31,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/api/health", get(health::health))
         .route("/api/ready", get(health::ready))
+        .route("/metrics", get(metrics::scrape))
         .route(
             "/api/collections",
             get(collections::list).post(collections::create),
@@ -60,6 +62,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
             ServiceBuilder::new()
@@ -81,6 +87,9 @@ pub fn app(state: AppState) -> Router {
 fn needed_scope(method: &Method, path: &str) -> Option<Scope> {
     if path.starts_with("/api/debug") {
         Some(Scope::Admin)
+    } else if path == "/metrics" {
+        // Open on loopback like the data routes; needs a token with --require-token.
+        Some(Scope::Read)
     } else if path.starts_with("/api/collections") {
         let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
         Some(if reads.contains(method) {
@@ -174,5 +183,7 @@ mod tests {
         );
         check(Method::DELETE, "/api/collections/a", Some(Scope::Write));
         check(Method::GET, "/api/debug/db/stats", Some(Scope::Admin));
+        check(Method::GET, "/metrics", Some(Scope::Read));
+        check(Method::GET, "/api/ready", None);
     }
 }

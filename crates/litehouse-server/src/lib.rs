@@ -31,6 +31,7 @@ mod auth;
 mod config;
 mod error;
 mod extract;
+mod metrics;
 mod query_params;
 mod serve;
 mod state;

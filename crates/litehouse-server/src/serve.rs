@@ -231,7 +231,7 @@ impl Server {
         let local_addr = listener.local_addr()?;
         Ok(Server {
             listener,
-            state: AppState::new(store, config),
+            state: AppState::new(store, database.clone(), config),
             database,
             local_addr,
         })

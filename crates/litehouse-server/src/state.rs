@@ -6,6 +6,7 @@ use litehouse_docs::Store;
 
 use crate::auth::{Auth, TokenFile};
 use crate::config::ServerConfig;
+use crate::metrics::Metrics;
 use crate::query_params::ListLimits;
 
 /// The state behind the router: the store, the token check and the limits. Cheap to clone.
@@ -17,14 +18,21 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     store: Store,
+    database: Option<litehouse::Database>,
+    metrics: Metrics,
     auth: Auth,
     list_limits: ListLimits,
     config: ServerConfig,
 }
 
 impl AppState {
-    /// State for serving `store` with `config`.
-    pub fn new(store: Store, config: ServerConfig) -> AppState {
+    /// State for serving `store` with `config`. `database` is the engine under a SQLite
+    /// store, for its statistics in `/metrics`; `None` for PostgreSQL.
+    pub fn new(
+        store: Store,
+        database: Option<litehouse::Database>,
+        config: ServerConfig,
+    ) -> AppState {
         let ServerConfig {
             bind: _,
             admin_token,
@@ -53,6 +61,8 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 store,
+                database,
+                metrics: Metrics::new(),
                 auth,
                 list_limits,
                 config,
@@ -68,6 +78,15 @@ impl AppState {
     /// The configuration the state was built with.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// The SQLite engine, when the store is on SQLite.
+    pub fn database(&self) -> Option<&litehouse::Database> {
+        self.inner.database.as_ref()
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn auth(&self) -> &Auth {

@@ -185,3 +185,38 @@ async fn two_servers_share_one_postgres() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_and_show_engine_stats() {
+    on_each_backend(|backend| async move {
+        let server = TestServer::start(&backend, ServerConfig::default()).await;
+        create_collection(&server, json!({"name": "m"})).await?;
+        let missing = server.get("/api/collections/m/docs/nope").send().await?;
+        expect_error(missing, 404, "not_found").await;
+        let response = server.get("/metrics").send().await?;
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()?
+                .starts_with("text/plain")
+        );
+        let text = response.text().await?;
+        let has = |needle: &str| text.lines().any(|line| line.contains(needle));
+        assert!(
+            has(r#"http_requests_total{method="POST",route="/api/collections",status="201"} 1"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"route="/api/collections/{collection}/docs/{id}",status="404""#),
+            "{text}"
+        );
+        assert!(has("http_request_duration_seconds_bucket{"), "{text}");
+        if matches!(backend, crate::util::Backend::Sqlite) {
+            assert!(has("litehouse_commits_total"), "{text}");
+            assert!(has("litehouse_queue_depth"), "{text}");
+        }
+        server.stop().await;
+        Ok(())
+    })
+    .await;
+}
