@@ -8,14 +8,19 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{collections, docs, health};
 use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::metrics;
+use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
 /// Every route of the API, with the token check, body limit, concurrency limit, timeout and
@@ -28,36 +33,25 @@ pub fn app(state: AppState) -> Router {
         config.max_concurrent_requests.max(1),
     );
     let cors = cors_layer(&config.cors_origins);
-    let router = Router::new()
-        .route("/api/health", get(health::health))
-        .route("/api/ready", get(health::ready))
-        .route("/metrics", get(metrics::scrape))
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(collections::list, collections::create))
+        .routes(routes!(collections::get, collections::drop))
+        .routes(routes!(collections::add_index))
+        .routes(routes!(collections::drop_index))
+        .routes(routes!(docs::list, docs::create))
+        .routes(routes!(docs::get, docs::replace, docs::patch, docs::delete))
+        .split_for_parts();
+    let openapi = Arc::new(openapi_json(openapi));
+    let router = router
         .route(
-            "/api/collections",
-            get(collections::list).post(collections::create),
-        )
-        .route(
-            "/api/collections/{collection}",
-            get(collections::get).delete(collections::drop),
-        )
-        .route(
-            "/api/collections/{collection}/indexes",
-            post(collections::add_index),
-        )
-        .route(
-            "/api/collections/{collection}/indexes/{name}",
-            axum::routing::delete(collections::drop_index),
-        )
-        .route(
-            "/api/collections/{collection}/docs",
-            get(docs::list).post(docs::create),
-        )
-        .route(
-            "/api/collections/{collection}/docs/{id}",
-            get(docs::get)
-                .put(docs::replace)
-                .patch(docs::patch)
-                .delete(docs::delete),
+            "/api/openapi.json",
+            get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
         )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -81,6 +75,22 @@ pub fn app(state: AppState) -> Router {
         None => router,
     };
     router.with_state(state)
+}
+
+/// The OpenAPI document as JSON, with `/api/openapi.json` itself added.
+fn openapi_json(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut json = serde_json::to_value(&openapi).unwrap_or_default();
+    json["paths"]["/api/openapi.json"] = serde_json::json!({
+        "get": {
+            "tags": ["operations"],
+            "summary": "This OpenAPI 3.1 document",
+            "responses": {
+                "200": {"description": "The document", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "503": {"description": "Concurrency limit or timeout", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            }
+        }
+    });
+    json
 }
 
 /// The scope a request needs, from its path and method; `None` for open routes.

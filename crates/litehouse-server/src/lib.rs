@@ -32,6 +32,7 @@ mod config;
 mod error;
 mod extract;
 mod metrics;
+mod openapi;
 mod query_params;
 mod serve;
 mod state;

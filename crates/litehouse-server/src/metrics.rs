@@ -77,6 +77,18 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics: HTTP requests and latency by route and status, engine statistics",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "Only with --require-token: no valid token", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Concurrency limit or timeout", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     if let Some(database) = state.database() {
         let stats = database.stats();

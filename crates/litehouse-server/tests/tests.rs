@@ -6,4 +6,5 @@ mod collections;
 mod docs;
 mod limits;
 mod list;
+mod openapi;
 mod util;

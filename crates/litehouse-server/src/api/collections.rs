@@ -33,6 +33,19 @@ pub(crate) fn collection_json(info: &CollectionInfo) -> Json_ {
 }
 
 /// `GET /api/collections`.
+#[utoipa::path(
+    get,
+    path = "/api/collections",
+    tag = "collections",
+    summary = "List collections",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Every collection", body = crate::openapi::CollectionList),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Json_>, ApiError> {
     let collections = state.store().list_collections().await?;
     Ok(Json(json!({
@@ -41,6 +54,24 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Json_>, A
 }
 
 /// `POST /api/collections`: 201 with `Location`.
+#[utoipa::path(
+    post,
+    path = "/api/collections",
+    tag = "collections",
+    summary = "Create a collection",
+    request_body = crate::openapi::CreateCollectionSchema,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created, with Location", body = crate::openapi::CollectionSchema),
+        (status = 400, description = "Invalid JSON, name, path or spec", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The collection exists", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateCollection>,
@@ -67,6 +98,22 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/collections/{collection}`.
+#[utoipa::path(
+    get,
+    path = "/api/collections/{collection}",
+    tag = "collections",
+    summary = "Read a collection",
+    params(("collection" = String, Path, description = "Collection name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The collection", body = crate::openapi::CollectionSchema),
+        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     ApiPath(collection): ApiPath<String>,
@@ -76,6 +123,23 @@ pub(crate) async fn get(
 }
 
 /// `DELETE /api/collections/{collection}`: 204.
+#[utoipa::path(
+    delete,
+    path = "/api/collections/{collection}",
+    tag = "collections",
+    summary = "Drop a collection and its documents",
+    params(("collection" = String, Path, description = "Collection name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Dropped"),
+        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Another collection references it", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn drop(
     State(state): State<AppState>,
     ApiPath(collection): ApiPath<String>,
@@ -96,6 +160,25 @@ fn not_implemented(what: &str) -> ApiError {
 
 /// `POST /api/collections/{collection}/indexes`: parses the index spec; answers 501 until
 /// the store can add indexes.
+#[utoipa::path(
+    post,
+    path = "/api/collections/{collection}/indexes",
+    tag = "collections",
+    summary = "Add an index (not available yet: 501)",
+    request_body = crate::openapi::IndexSchema,
+    params(("collection" = String, Path, description = "Collection name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 400, description = "Invalid JSON or index spec", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
+        (status = 501, description = "Not available in this build", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn add_index(
     State(state): State<AppState>,
     ApiPath(collection): ApiPath<String>,
@@ -110,6 +193,22 @@ pub(crate) async fn add_index(
 
 /// `DELETE /api/collections/{collection}/indexes/{name}`: answers 501 until the store can
 /// drop indexes.
+#[utoipa::path(
+    delete,
+    path = "/api/collections/{collection}/indexes/{name}",
+    tag = "collections",
+    summary = "Drop an index (not available yet: 501)",
+    params(("collection" = String, Path, description = "Collection name"), ("name" = String, Path, description = "Index name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection", body = crate::openapi::ErrorBody),
+        (status = 501, description = "Not available in this build", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn drop_index(
     State(state): State<AppState>,
     ApiPath((collection, name)): ApiPath<(String, String)>,

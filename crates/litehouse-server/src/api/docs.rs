@@ -67,6 +67,22 @@ fn document_response(status: StatusCode, document: &Document, location: Option<&
 }
 
 /// `GET /api/collections/{collection}/docs?<list params>`.
+#[utoipa::path(
+    get,
+    path = "/api/collections/{collection}/docs",
+    tag = "documents",
+    summary = "List documents. Filters are PATH=OP.VALUE query parameters (eq, neq, gt, gte, lt, lte, in, nin, like, ilike, exists, contains; not. negates), repeatable",
+    params(("collection" = String, Path, description = "Collection name"), ("order" = Option<String>, Query, description = "Sort keys: path[.asc|.desc], comma-separated"), ("page" = Option<u64>, Query, minimum = 1, description = "Page number from 1"), ("perPage" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Items per page (default 30, at most the server's --max-per-page, 1000)"), ("cursor" = Option<String>, Query, description = "Cursor paging: empty for the first page, then nextCursor"), ("skipTotal" = Option<bool>, Query, description = "Skip counting every match"), ("or" = Option<String>, Query, description = "Any of: (path.op.value,and(...),...)"), ("and" = Option<String>, Query, description = "All of: (path.op.value,...)")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "One page", body = crate::openapi::ListEnvelope),
+        (status = 400, description = "Invalid filter, path, value, order, page or cursor", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ApiPath(collection): ApiPath<String>,
@@ -80,6 +96,26 @@ pub(crate) async fn list(
 
 /// `POST /api/collections/{collection}/docs`: one object (201, `Location`, `ETag`) or an
 /// array created all or none (201 with `{items}`).
+#[utoipa::path(
+    post,
+    path = "/api/collections/{collection}/docs",
+    tag = "documents",
+    summary = "Create one document (an object) or a batch (an array, all or none)",
+    request_body(content = Object, content_type = "application/json", description = "A JSON object, or an array of objects"),
+    params(("collection" = String, Path, description = "Collection name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created: the document (with Location and ETag) or {items} for a batch", body = crate::openapi::DocumentSchema),
+        (status = 400, description = "Invalid JSON or document", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A unique index already holds a value (details.conflictingId)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body or batch too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ApiPath(collection): ApiPath<String>,
@@ -113,6 +149,22 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/collections/{collection}/docs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/collections/{collection}/docs/{id}",
+    tag = "documents",
+    summary = "Read a document",
+    params(("collection" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Document id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The document, with ETag", body = crate::openapi::DocumentSchema),
+        (status = 400, description = "Invalid collection name", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection or document", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     ApiPath((collection, id)): ApiPath<(String, String)>,
@@ -122,6 +174,27 @@ pub(crate) async fn get(
 }
 
 /// `PUT /api/collections/{collection}/docs/{id}`: replaces the body.
+#[utoipa::path(
+    put,
+    path = "/api/collections/{collection}/docs/{id}",
+    tag = "documents",
+    summary = "Replace a document's body",
+    request_body(content = Object, content_type = "application/json"),
+    params(("collection" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Document id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous answer, e.g. \"3\"; 412 when the document moved on")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The new version, with ETag", body = crate::openapi::DocumentSchema),
+        (status = 400, description = "Invalid JSON, document or If-Match", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection or document", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Unique conflict", body = crate::openapi::ErrorBody),
+        (status = 412, description = "If-Match does not match the version", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     ApiPath((collection, id)): ApiPath<(String, String)>,
@@ -137,6 +210,27 @@ pub(crate) async fn replace(
 }
 
 /// `PATCH /api/collections/{collection}/docs/{id}`: an RFC 7386 merge patch.
+#[utoipa::path(
+    patch,
+    path = "/api/collections/{collection}/docs/{id}",
+    tag = "documents",
+    summary = "Apply an RFC 7386 merge patch (null removes a key)",
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    params(("collection" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Document id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous answer, e.g. \"3\"; 412 when the document moved on")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The new version, with ETag", body = crate::openapi::DocumentSchema),
+        (status = 400, description = "Invalid JSON, patch or If-Match", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection or document", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Unique conflict", body = crate::openapi::ErrorBody),
+        (status = 412, description = "If-Match does not match the version", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON content type", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn patch(
     State(state): State<AppState>,
     ApiPath((collection, id)): ApiPath<(String, String)>,
@@ -153,6 +247,24 @@ pub(crate) async fn patch(
 
 /// `DELETE /api/collections/{collection}/docs/{id}`: 200 with what was deleted or nulled by
 /// reference rules.
+#[utoipa::path(
+    delete,
+    path = "/api/collections/{collection}/docs/{id}",
+    tag = "documents",
+    summary = "Delete a document, applying reference rules",
+    params(("collection" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Document id"), ("If-Match" = Option<String>, Header, description = "ETag from a previous answer, e.g. \"3\"; 412 when the document moved on")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "What was deleted or nulled", body = crate::openapi::DeleteReportSchema),
+        (status = 400, description = "Invalid If-Match", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such collection or document", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A restrict reference points at it (details.conflictingId)", body = crate::openapi::ErrorBody),
+        (status = 412, description = "If-Match does not match the version", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid (data routes: only with --require-token)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     ApiPath((collection, id)): ApiPath<(String, String)>,

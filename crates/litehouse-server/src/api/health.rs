@@ -8,11 +8,31 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `GET /api/health`: 200 while the process runs.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "operations",
+    summary = "The process is up",
+    responses(
+        (status = 200, description = "Up", body = crate::openapi::StatusSchema),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn health() -> Json<Json_> {
     Json(json!({ "status": "ok" }))
 }
 
 /// `GET /api/ready`: 200 when the database answers a read, 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/api/ready",
+    tag = "operations",
+    summary = "The database answers",
+    responses(
+        (status = 200, description = "Ready", body = crate::openapi::StatusSchema),
+        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+    )
+)]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Json_>, ApiError> {
     match state.store().list_collections().await {
         Ok(_) => Ok(Json(
