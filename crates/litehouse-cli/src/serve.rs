@@ -120,21 +120,41 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(request_timeout.max(1)),
         max_concurrent_requests,
         cors_origins: cors,
+        backup_dir: match &db {
+            DbTarget::Sqlite(path) => Some(
+                path.parent()
+                    .filter(|parent| !parent.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from),
+            ),
+            DbTarget::Postgres { .. } => None,
+        },
         ..ServerConfig::default()
     };
+    // The server's own events go to the log database beside the data, where
+    // /api/debug/logs and `litehouse logs` read them.
+    let log_path = db.log_path();
+    let logs = litehouse::LogDatabase::open(&log_path, litehouse::LogConfig::default())
+        .with_context(|| format!("could not open the log database {}", log_path.display()))?;
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(logs.layer());
+        // Only fails when a subscriber is already set (e.g. by an embedding test harness).
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
     runtime.block_on(async {
         let (store, database) = db.open().await?;
-        let server = Server::bind(config, store, database).await?;
+        let server = Server::bind(config, store, database).await?.with_logs(logs);
         let addr = server.local_addr();
         println!("litehouse serving {db}");
         if generated {
             println!("admin token: in {}", admin_token_path.display());
         }
         println!("health: http://{addr}/api/health");
+        println!("logs:   {}", log_path.display());
         println!("API:    http://{addr}/api/collections");
         server.run(litehouse_server::shutdown_signal()).await?;
         // Whoever started us may have closed our stdout by now; that is not a failure.

@@ -120,6 +120,11 @@ fn serve_answers_and_stops_cleanly_on_sigterm() -> TestResult {
     let (success, rest) = server.terminate()?;
     assert!(success, "{rest:?}");
     assert_eq!(rest, ["litehouse stopped cleanly"]);
+    // The server's own events went to the log database beside the data.
+    let log_file = dir.path().join("app-logs.db");
+    let logged = litehouse().args(["logs", "--db"]).arg(&log_file).output()?;
+    let logged = String::from_utf8_lossy(&logged.stdout);
+    assert!(logged.contains("serving"), "{logged}");
 
     // A restart reuses the admin token and still has the document.
     let (server, base, _) = start(&["--db", &db, "--bind", "127.0.0.1:0"])?;

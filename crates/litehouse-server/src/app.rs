@@ -45,7 +45,13 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(docs::get, docs::replace, docs::patch, docs::delete))
         .split_for_parts();
     let openapi = Arc::new(openapi_json(openapi));
+    let debug_routes = crate::debug::routes(state.debug_handles().clone());
     let router = router
+        .nest("/api/debug", debug_routes)
+        .route(
+            "/api/debug/explain/{collection}",
+            get(crate::debug::explain),
+        )
         .route(
             "/api/openapi.json",
             get(move || {

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// Origins allowed by CORS; empty turns CORS off.
     pub cors_origins: Vec<String>,
+    /// Where `POST /api/debug/db/backup` writes copies; `None` refuses backups.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +57,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 512,
             cors_origins: Vec::new(),
+            backup_dir: None,
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`ApiError`]: the one error shape `{status, code, message, details}`.
 //! - [`parse_list_query`]: the PostgREST-style list grammar.
 //! - [`TokenFile`] and [`Scope`]: API tokens, stored hashed.
+//! - [`debug_router`] over [`DebugHandles`]: engine stats, buffer flush, maintenance and
+//!   logs as a router any axum application can nest.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,6 +31,7 @@ mod api;
 mod app;
 mod auth;
 mod config;
+mod debug;
 mod error;
 mod extract;
 mod metrics;
@@ -40,6 +43,7 @@ mod state;
 pub use app::app;
 pub use auth::{Scope, TokenFile, TokenRecord, generate_token, load_or_create_admin_token};
 pub use config::ServerConfig;
+pub use debug::{DebugHandles, debug_router};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, RawQuery};
 pub use query_params::{ListLimits, PathTypes, parse_list_query, path_types};

@@ -20,6 +20,13 @@ use utoipa::{Modify, OpenApi, ToSchema};
         description = "JSON document collections over SQLite or PostgreSQL. Every error has the shape {status, code, message, details}. Data routes are open on loopback unless the server runs with --require-token; /api/debug routes need the admin token.",
     ),
     modifiers(&BearerAuth),
+    paths(
+        crate::debug::stats,
+        crate::debug::flush,
+        crate::debug::maintenance,
+        crate::debug::logs,
+        crate::debug::explain,
+    ),
     components(schemas(ErrorBody, DocumentSchema, ListEnvelope, CollectionSchema))
 )]
 pub(crate) struct ApiDoc;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::app::app;
 use crate::config::ServerConfig;
+use crate::debug::DebugHandles;
 use crate::state::AppState;
 
 /// Where the served database lives: `sqlite:FILE` or `postgres://...[?schema=NAME]`.
@@ -201,8 +202,10 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    state: AppState,
+    config: ServerConfig,
+    store: Store,
     database: Option<litehouse::Database>,
+    logs: Option<litehouse::LogDatabase>,
     local_addr: SocketAddr,
 }
 
@@ -231,10 +234,20 @@ impl Server {
         let local_addr = listener.local_addr()?;
         Ok(Server {
             listener,
-            state: AppState::new(store, database.clone(), config),
+            config,
+            store,
             database,
+            logs: None,
             local_addr,
         })
+    }
+
+    /// Serves `/api/debug/logs` from `logs` and shuts it down (flushing it) after the
+    /// database closes. Feed it the server's own events with its
+    /// [`layer`](litehouse::LogDatabase::layer).
+    pub fn with_logs(mut self, logs: litehouse::LogDatabase) -> Server {
+        self.logs = Some(logs);
+        self
     }
 
     /// The bound address (the real port when port 0 was asked for).
@@ -254,10 +267,19 @@ impl Server {
     {
         let Server {
             listener,
-            state,
+            config,
+            store,
             database,
+            logs,
             local_addr,
         } = self;
+        let debug = DebugHandles {
+            database: database.clone(),
+            buffer: None,
+            logs: logs.clone(),
+            backup_dir: config.backup_dir.clone(),
+        };
+        let state = AppState::new(store, debug, config);
         tracing::info!(%local_addr, "serving");
         axum::serve(listener, app(state))
             .with_graceful_shutdown(shutdown)
@@ -265,6 +287,9 @@ impl Server {
         tracing::info!("stopped accepting; closing the database");
         if let Some(database) = database {
             database.close().await.map_err(ServeError::Close)?;
+        }
+        if let Some(logs) = logs {
+            logs.shutdown().await.map_err(ServeError::Close)?;
         }
         Ok(())
     }

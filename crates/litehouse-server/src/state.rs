@@ -6,6 +6,7 @@ use litehouse_docs::Store;
 
 use crate::auth::{Auth, TokenFile};
 use crate::config::ServerConfig;
+use crate::debug::DebugHandles;
 use crate::metrics::Metrics;
 use crate::query_params::ListLimits;
 
@@ -18,7 +19,7 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     store: Store,
-    database: Option<litehouse::Database>,
+    debug: DebugHandles,
     metrics: Metrics,
     auth: Auth,
     list_limits: ListLimits,
@@ -26,13 +27,10 @@ struct Inner {
 }
 
 impl AppState {
-    /// State for serving `store` with `config`. `database` is the engine under a SQLite
-    /// store, for its statistics in `/metrics`; `None` for PostgreSQL.
-    pub fn new(
-        store: Store,
-        database: Option<litehouse::Database>,
-        config: ServerConfig,
-    ) -> AppState {
+    /// State for serving `store` with `config`. `debug` holds the engine under a SQLite
+    /// store (for `/metrics` and `/api/debug`), and optionally a write buffer and the log
+    /// database; leave `debug.database` `None` for PostgreSQL.
+    pub fn new(store: Store, debug: DebugHandles, config: ServerConfig) -> AppState {
         let ServerConfig {
             bind: _,
             admin_token,
@@ -46,6 +44,7 @@ impl AppState {
             request_timeout: _,
             max_concurrent_requests: _,
             cors_origins: _,
+            backup_dir: _,
         } = &config;
         let auth = Auth::new(
             admin_token,
@@ -61,7 +60,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 store,
-                database,
+                debug,
                 metrics: Metrics::new(),
                 auth,
                 list_limits,
@@ -82,7 +81,12 @@ impl AppState {
 
     /// The SQLite engine, when the store is on SQLite.
     pub fn database(&self) -> Option<&litehouse::Database> {
-        self.inner.database.as_ref()
+        self.inner.debug.database.as_ref()
+    }
+
+    /// The handles behind the `/api/debug` routes.
+    pub fn debug_handles(&self) -> &DebugHandles {
+        &self.inner.debug
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

@@ -29,14 +29,20 @@ async fn a_full_server_answers_503() {
         ..ServerConfig::default()
     };
     let server = TestServer::start(&Backend::Sqlite, config).await;
-    let stalled = stalled_request(&server).await;
-    // The stalled request reaches its handler soon; until then the probe may still pass.
+    let mut stalled = stalled_request(&server).await;
+    // The stalled request reaches its handler soon; until then the probe may still pass. If
+    // a probe held the slot when the stalled request arrived, the stalled one was refused
+    // instead: it has a response waiting, so start another.
     let mut refused = None;
-    for _ in 0..200 {
+    for _ in 0..500 {
         let response = server.get("/api/collections").send().await.expect("send");
         if response.status() == 503 {
             refused = Some(response);
             break;
+        }
+        let mut buffer = [0u8; 64];
+        if matches!(stalled.try_read(&mut buffer), Ok(read) if read > 0) {
+            stalled = stalled_request(&server).await;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod collections;
+mod debug;
 mod docs;
 mod limits;
 mod list;
