@@ -237,9 +237,10 @@ impl Parser<'_> {
         let (op_name, operand) = rest
             .split_once('.')
             .ok_or_else(|| format!("{value:?} is not OPERATOR.VALUE (e.g. eq.42)"))?;
-        let op: Op = op_name
-            .parse()
-            .map_err(|err: litehouse_docs::Error| err.to_string())?;
+        let op: Op = op_name.parse().map_err(|err| match err {
+            litehouse_docs::Error::InvalidFilter { reason } => reason,
+            other => other.to_string(),
+        })?;
         let declared = self.types.get(path).copied();
         let operand = match op {
             Op::In | Op::Nin => {
