@@ -94,6 +94,21 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         let stats = database.stats();
         state.metrics().record(|| engine_gauges(&stats));
     }
+    let handles = state.debug_handles();
+    if let Some(buffer) = &handles.buffer {
+        let stats = buffer.stats();
+        state.metrics().record(|| buffer_gauges(&stats));
+    }
+    if let Some(logs) = &handles.logs
+        && let Ok(stats) = logs.stats().await
+    {
+        state.metrics().record(|| {
+            counter!("litehouse_log_logged_total").absolute(stats.logged);
+            counter!("litehouse_log_dropped_total").absolute(stats.dropped);
+            gauge!("litehouse_log_pending").set(stats.pending as f64);
+            gauge!("litehouse_log_entries").set(stats.entries as f64);
+        });
+    }
     let mut response = state.metrics().render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -102,7 +117,16 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     response
 }
 
-#[allow(clippy::cast_precision_loss)] // Counters far below 2^53.
+fn buffer_gauges(stats: &litehouse::BufferStats) {
+    gauge!("litehouse_buffer_pending_rows").set(stats.pending as f64);
+    gauge!("litehouse_buffer_in_flight_rows").set(stats.in_flight as f64);
+    counter!("litehouse_buffer_buffered_total").absolute(stats.buffered);
+    counter!("litehouse_buffer_coalesced_total").absolute(stats.coalesced);
+    counter!("litehouse_buffer_flushed_rows_total").absolute(stats.flushed);
+    counter!("litehouse_buffer_flushes_total").absolute(stats.flushes);
+    counter!("litehouse_buffer_failed_flushes_total").absolute(stats.failed_flushes);
+}
+
 fn engine_gauges(stats: &litehouse::Stats) {
     let ops = [
         ("execute", stats.execute),

@@ -31,6 +31,14 @@ async fn debug_routes_need_the_admin_token() {
         .await
         .expect("send");
     expect_error(forbidden, 403, "forbidden").await;
+    let (_, admin_scoped) = file.create("a", Scope::Admin).expect("token");
+    let allowed = server
+        .get("/api/debug/db/stats")
+        .bearer_auth(&admin_scoped)
+        .send()
+        .await
+        .expect("send");
+    expect_ok(allowed, 200).await;
     let admin = server
         .get("/api/debug/db/stats")
         .bearer_auth(ADMIN)
@@ -145,4 +153,42 @@ async fn non_loopback_bind_needs_require_token() {
         .await
         .expect_err("refused");
     assert!(matches!(err, ServeError::EmptyAdminToken), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_is_off_unless_an_origin_is_configured() {
+    let preflight = |server: &TestServer| {
+        server
+            .request(Method::OPTIONS, "/api/collections")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let closed = TestServer::start(&Backend::Sqlite, ServerConfig::default()).await;
+    let response = preflight(&closed).await.expect("send");
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    closed.stop().await;
+    let config = ServerConfig {
+        cors_origins: vec!["https://app.example".into()],
+        ..ServerConfig::default()
+    };
+    let open = TestServer::start(&Backend::Sqlite, config).await;
+    let response = preflight(&open).await.expect("send");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = open
+        .request(Method::OPTIONS, "/api/collections")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("send");
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    open.stop().await;
 }
