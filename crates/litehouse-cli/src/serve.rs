@@ -141,6 +141,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         // Only fails when a subscriber is already set (e.g. by an embedding test harness).
         let _ = tracing::subscriber::set_global_default(subscriber);
     }
+    let admin_token_for_url = config.admin_token.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,7 +152,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let addr = server.local_addr();
         println!("litehouse serving {db}");
         if generated {
+            // The token rides in the fragment, which browsers never send to the server.
+            println!("dashboard: http://{addr}/#token={admin_token_for_url}");
             println!("admin token: in {}", admin_token_path.display());
+        } else {
+            println!("dashboard: http://{addr}/ (asks for the admin token)");
         }
         println!("health: http://{addr}/api/health");
         println!("logs:   {}", log_path.display());

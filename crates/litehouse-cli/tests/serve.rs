@@ -85,6 +85,13 @@ fn serve_answers_and_stops_cleanly_on_sigterm() -> TestResult {
         );
     }
     let admin_token = std::fs::read_to_string(&admin_file)?.trim().to_owned();
+    let dashboard = format!("/#token={admin_token}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("dashboard:") && line.ends_with(&dashboard)),
+        "{lines:?}"
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use crate::api::{collections, docs, health};
 use crate::auth::Scope;
+use crate::dashboard;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::openapi::ApiDoc;
@@ -34,6 +35,9 @@ pub fn app(state: AppState) -> Router {
     );
     let cors = cors_layer(&config.cors_origins);
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::script))
+        .routes(routes!(dashboard::style))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::scrape))

@@ -31,6 +31,7 @@ mod api;
 mod app;
 mod auth;
 mod config;
+mod dashboard;
 mod debug;
 mod error;
 mod extract;

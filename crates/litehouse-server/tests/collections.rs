@@ -220,3 +220,33 @@ async fn metrics_count_requests_by_route_and_show_engine_stats() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_without_a_token() -> TestResult {
+    let config = ServerConfig {
+        require_token: true,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(&crate::util::Backend::Sqlite, config).await;
+    for (path, content_type, needle) in [
+        ("/", "text/html", "/dashboard/app.js"),
+        (
+            "/dashboard/app.js",
+            "text/javascript",
+            "/api/debug/db/stats",
+        ),
+        ("/dashboard/style.css", "text/css", "tabular-nums"),
+    ] {
+        let response = server.get(path).send().await?;
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()?
+                .starts_with(content_type),
+            "{path}"
+        );
+        assert!(response.text().await?.contains(needle), "{path}");
+    }
+    server.stop().await;
+    Ok(())
+}

@@ -8,6 +8,9 @@ use crate::util::{ADMIN, Backend, TestServer, create_collection, expect_ok};
 
 /// The routes of the issue built so far, as (method, path template).
 const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/dashboard/app.js"),
+    ("get", "/dashboard/style.css"),
     ("get", "/api/health"),
     ("get", "/api/ready"),
     ("get", "/api/openapi.json"),
