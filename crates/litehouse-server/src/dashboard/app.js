@@ -156,9 +156,12 @@ function start() {
   refreshCollections().catch(() => {});
   refreshLogs();
   clearInterval(state.timers);
+  state.ticks = 0;
   state.timers = setInterval(() => {
     tick();
-    if (Date.now() % 10000 < 2000) { refreshCollections().catch(() => {}); refreshLogs(); }
+    state.ticks += 1;
+    // Collections and logs change slower and cost more: every fifth tick (10 s).
+    if (state.ticks % 5 === 0) { refreshCollections().catch(() => {}); refreshLogs(); }
   }, 2000);
 }
 
