@@ -78,6 +78,9 @@ pub fn app(state: AppState) -> Router {
                 // Global: `Router::layer` wraps each route separately, and the limit is for
                 // the whole server.
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
+                // FIXME: the timeout drops the handler future; a write already handed to the
+                // engine still commits although the client hears 503. Time out body reads and
+                // queue waits instead, and let submitted writes finish.
                 .timeout(timeout),
         );
     let router = match cors {
