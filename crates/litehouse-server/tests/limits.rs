@@ -87,3 +87,63 @@ async fn a_slow_request_times_out_with_503() {
     drop(stalled);
     server.stop().await;
 }
+
+/// Another process holds SQLite's write lock past the busy budget: the write is answered
+/// 503 with `Retry-After` and is not applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_database_answers_503_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("busy.db");
+    let config = litehouse::Config {
+        busy_budget: Duration::from_millis(200),
+        ..litehouse::Config::default()
+    };
+    let database = litehouse::Database::open(&path, config).expect("open");
+    let store = litehouse_docs::Store::from_database(database.clone())
+        .await
+        .expect("store");
+    store
+        .create_collection("c", litehouse_docs::CollectionSpec::default())
+        .await
+        .expect("collection");
+    let server_config = ServerConfig {
+        bind: "127.0.0.1:0".parse().expect("address"),
+        admin_token: crate::util::ADMIN.into(),
+        ..ServerConfig::default()
+    };
+    let server = litehouse_server::Server::bind(server_config, store, Some(database))
+        .await
+        .expect("bind");
+    let base = format!("http://{}", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // A foreign connection takes the write lock and keeps it.
+    let foreign = litehouse::rusqlite::Connection::open(&path).expect("foreign connection");
+    foreign.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{base}/api/collections/c/docs"))
+        .json(&serde_json::json!({"n": 1}))
+        .send()
+        .await
+        .expect("send");
+    assert!(response.headers().contains_key("retry-after"));
+    expect_error(response, 503, "busy").await;
+    foreign.execute_batch("ROLLBACK").expect("unlock");
+    drop(foreign);
+
+    let page: serde_json::Value = client
+        .get(format!("{base}/api/collections/c/docs"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["totalItems"], 0);
+    let _ = stop.send(());
+    task.await.expect("task").expect("clean shutdown");
+}
