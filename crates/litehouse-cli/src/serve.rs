@@ -42,7 +42,7 @@ pub(crate) struct ServeArgs {
     /// Deepest nesting of or/and/not groups in a list filter.
     #[arg(long, default_value_t = ServerConfig::default().max_filter_depth)]
     max_filter_depth: usize,
-    /// Seconds a request may run before it is answered 503.
+    /// Seconds a read may run, or a request body may take to arrive, before it is answered 503.
     #[arg(long, default_value_t = 30)]
     request_timeout: u64,
     /// Requests served at once; more are answered 503 rather than queued.

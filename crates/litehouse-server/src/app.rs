@@ -28,11 +28,7 @@ use crate::state::AppState;
 /// CORS (when origins are configured) applied.
 pub fn app(state: AppState) -> Router {
     let config = state.config();
-    let (body_limit, timeout, concurrency) = (
-        config.body_limit,
-        config.request_timeout,
-        config.max_concurrent_requests.max(1),
-    );
+    let (body_limit, concurrency) = (config.body_limit, config.max_concurrent_requests.max(1));
     let cors = cors_layer(&config.cors_origins);
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(dashboard::index))
@@ -66,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), read_timeout))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -77,11 +74,7 @@ pub fn app(state: AppState) -> Router {
                 .load_shed()
                 // Global: `Router::layer` wraps each route separately, and the limit is for
                 // the whole server.
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
-                // FIXME: the timeout drops the handler future; a write already handed to the
-                // engine still commits although the client hears 503. Time out body reads and
-                // queue waits instead, and let submitted writes finish.
-                .timeout(timeout),
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency)),
         );
     let router = match cors {
         Some(cors) => router.layer(cors),
@@ -134,6 +127,23 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
     next.run(request).await
 }
 
+/// Times out reads (dropping a read changes nothing). Writes are not cut off once handed to
+/// the store, since a dropped write may still commit; their bodies are timed out by
+/// [`ApiJson`](crate::ApiJson), and a busy engine gives up after its busy budget.
+async fn read_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if ![Method::GET, Method::HEAD].contains(request.method()) {
+        return next.run(request).await;
+    }
+    let timeout = state.config().request_timeout;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_elapsed) => {
+            ApiError::unavailable("timeout", "the request took longer than the server's limit")
+                .into_response()
+        }
+    }
+}
+
 async fn no_route(request: Request) -> ApiError {
     ApiError::no_route(request.uri().path())
 }
@@ -146,12 +156,9 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Answers for the load-shed and timeout layers: a full server and a slow request are both
-/// 503 with `Retry-After`.
+/// Answers for the load-shed layer: a full server is 503 with `Retry-After`.
 async fn overloaded(err: tower::BoxError) -> ApiError {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        ApiError::unavailable("timeout", "the request took longer than the server's limit")
-    } else if err.is::<tower::load_shed::error::Overloaded>() {
+    if err.is::<tower::load_shed::error::Overloaded>() {
         ApiError::unavailable("overloaded", "the server is at its concurrency limit")
     } else {
         ApiError::internal(err)

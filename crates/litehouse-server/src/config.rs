@@ -32,7 +32,9 @@ pub struct ServerConfig {
     pub max_filter_depth: usize,
     /// Largest `perPage`.
     pub max_per_page: u64,
-    /// A request running longer is answered 503.
+    /// A read running longer, or a request body arriving slower, is answered 503. A write
+    /// already handed to the store is not cut off (it might still commit); the engine's busy
+    /// budget bounds it instead.
     pub request_timeout: Duration,
     /// Requests served at once; more are answered 503 at once rather than queued.
     pub max_concurrent_requests: usize,

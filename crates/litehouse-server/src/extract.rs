@@ -2,15 +2,17 @@
 //! shape: malformed JSON is 400, a wrong content type 415, an oversized body 413.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
-/// `axum::Json` with [`ApiError`] rejections.
+/// `axum::Json` with [`ApiError`] rejections. The body must arrive within the server's
+/// request timeout (503 `timeout` otherwise), so a slow client cannot hold a slot forever.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
@@ -18,13 +20,19 @@ impl<T, S> FromRequest<S> for ApiJson<T>
 where
     T: DeserializeOwned,
     S: Send + Sync,
+    AppState: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(&rejection)),
+        let timeout = AppState::from_ref(state).config().request_timeout;
+        match tokio::time::timeout(timeout, axum::Json::<T>::from_request(request, state)).await {
+            Err(_elapsed) => Err(ApiError::unavailable(
+                "timeout",
+                "the request body did not arrive within the server's time limit",
+            )),
+            Ok(Ok(axum::Json(value))) => Ok(ApiJson(value)),
+            Ok(Err(rejection)) => Err(json_rejection(&rejection)),
         }
     }
 }
