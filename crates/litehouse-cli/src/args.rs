@@ -29,6 +29,13 @@ pub(crate) enum Command {
     /// Print the entries of a log database (written by litehouse's LogDatabase), newest last;
     /// filter by level, age, target and text, or follow new entries.
     Logs(crate::logs::LogsArgs),
+    /// Serve the document store over HTTP (REST + health), on 127.0.0.1:8080 by default.
+    ///
+    /// With no arguments it serves ./litehouse.db. Stop it with Ctrl-C or SIGTERM: in-flight
+    /// requests finish, the write queue drains and the database closes cleanly.
+    Serve(crate::serve::ServeArgs),
+    /// Create, list and revoke API tokens (stored hashed in a file beside the database).
+    Token(crate::serve::TokenArgs),
 }
 
 #[derive(Debug, clap::Args)]

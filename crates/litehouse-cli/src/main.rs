@@ -11,6 +11,7 @@ mod bench;
 mod db;
 mod logs;
 mod migrate;
+mod serve;
 
 use args::{Args, Command};
 
@@ -56,5 +57,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Db(db) => db::run(db),
         Command::Migrate(migrate) => migrate::run(migrate),
         Command::Logs(logs) => logs::run(logs).map(|()| ExitCode::SUCCESS),
+        Command::Serve(serve) => serve::run(serve).map(|()| ExitCode::SUCCESS),
+        Command::Token(token) => serve::token(token).map(|()| ExitCode::SUCCESS),
     }
 }

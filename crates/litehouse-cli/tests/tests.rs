@@ -1,3 +1,4 @@
 //! Integration tests: each runs the real `litehouse` binary.
 
 mod migrate;
+mod serve;

@@ -1,0 +1,5 @@
+//! The HTTP handlers, one file per route group.
+
+pub(crate) mod collections;
+pub(crate) mod docs;
+pub(crate) mod health;

@@ -1,0 +1,219 @@
+//! [`app`]: the router with every route, the token check and the limits.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::{collections, docs, health};
+use crate::auth::Scope;
+use crate::dashboard;
+use crate::error::ApiError;
+use crate::metrics;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+/// Every route of the API, with the token check, body limit, concurrency limit, timeout and
+/// CORS (when origins are configured) applied.
+pub fn app(state: AppState) -> Router {
+    let config = state.config();
+    let (body_limit, concurrency) = (config.body_limit, config.max_concurrent_requests.max(1));
+    let cors = cors_layer(&config.cors_origins);
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::script))
+        .routes(routes!(dashboard::style))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(collections::list, collections::create))
+        .routes(routes!(collections::get, collections::drop))
+        .routes(routes!(collections::add_index))
+        .routes(routes!(collections::drop_index))
+        .routes(routes!(docs::list, docs::create))
+        .routes(routes!(docs::get, docs::replace, docs::patch, docs::delete))
+        .split_for_parts();
+    let openapi = Arc::new(openapi_json(openapi));
+    let debug_routes = crate::debug::routes(state.debug_handles().clone());
+    let router = router
+        .nest("/api/debug", debug_routes)
+        .route(
+            "/api/debug/explain/{collection}",
+            get(crate::debug::explain),
+        )
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), read_timeout))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                // Global: `Router::layer` wraps each route separately, and the limit is for
+                // the whole server.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency)),
+        );
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+/// The OpenAPI document as JSON, with `/api/openapi.json` itself added.
+fn openapi_json(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut json = serde_json::to_value(&openapi).unwrap_or_default();
+    json["paths"]["/api/openapi.json"] = serde_json::json!({
+        "get": {
+            "tags": ["operations"],
+            "summary": "This OpenAPI 3.1 document",
+            "responses": {
+                "200": {"description": "The document", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "503": {"description": "Concurrency limit or timeout", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            }
+        }
+    });
+    json
+}
+
+/// The scope a request needs, from its path and method; `None` for open routes.
+fn needed_scope(method: &Method, path: &str) -> Option<Scope> {
+    if path.starts_with("/api/debug") {
+        Some(Scope::Admin)
+    } else if path == "/metrics" {
+        // Open on loopback like the data routes; needs a token with --require-token.
+        Some(Scope::Read)
+    } else if path.starts_with("/api/collections") {
+        let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
+        Some(if reads.contains(method) {
+            Scope::Read
+        } else {
+            Scope::Write
+        })
+    } else {
+        None
+    }
+}
+
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(needed) = needed_scope(request.method(), request.uri().path())
+        && let Err(err) = state.auth().check(request.headers(), needed).await
+    {
+        return err.into_response();
+    }
+    next.run(request).await
+}
+
+/// Times out reads (dropping a read changes nothing). Writes are not cut off once handed to
+/// the store, since a dropped write may still commit; their bodies are timed out by
+/// [`ApiJson`](crate::ApiJson), and a busy engine gives up after its busy budget.
+async fn read_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if ![Method::GET, Method::HEAD].contains(request.method()) {
+        return next.run(request).await;
+    }
+    let timeout = state.config().request_timeout;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_elapsed) => {
+            ApiError::unavailable("timeout", "the request took longer than the server's limit")
+                .into_response()
+        }
+    }
+}
+
+async fn no_route(request: Request) -> ApiError {
+    ApiError::no_route(request.uri().path())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// Answers for the load-shed layer: a full server is 503 with `Retry-After`.
+async fn overloaded(err: tower::BoxError) -> ApiError {
+    if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::unavailable("overloaded", "the server is at its concurrency limit")
+    } else {
+        ApiError::internal(err)
+    }
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::IF_MATCH,
+            ])
+            .expose_headers([axum::http::header::ETAG, axum::http::header::LOCATION])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_follow_path_and_method() {
+        let check = |method: Method, path: &str, expected: Option<Scope>| {
+            assert_eq!(needed_scope(&method, path), expected, "{method} {path}");
+        };
+        check(Method::GET, "/api/health", None);
+        check(Method::GET, "/api/collections", Some(Scope::Read));
+        check(Method::GET, "/api/collections/a/docs/b", Some(Scope::Read));
+        check(Method::POST, "/api/collections", Some(Scope::Write));
+        check(
+            Method::PATCH,
+            "/api/collections/a/docs/b",
+            Some(Scope::Write),
+        );
+        check(Method::DELETE, "/api/collections/a", Some(Scope::Write));
+        check(Method::GET, "/api/debug/db/stats", Some(Scope::Admin));
+        check(Method::GET, "/metrics", Some(Scope::Read));
+        check(Method::GET, "/api/ready", None);
+    }
+}

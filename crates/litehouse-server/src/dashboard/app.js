@@ -1,0 +1,204 @@
+// litehouse dashboard: polls /api/debug/db/stats and friends with the admin token.
+"use strict";
+
+const POINTS = 60;
+const state = { token: null, previous: null, series: {} };
+
+function tokenFromUrl() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const token = hash.get("token");
+  if (token) {
+    sessionStorage.setItem("litehouse-token", token);
+    history.replaceState(null, "", location.pathname);
+  }
+  return token || sessionStorage.getItem("litehouse-token");
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { authorization: `Bearer ${state.token}`, ...(options.headers || {}) },
+  });
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : null;
+  if (response.status === 401 || response.status === 403) {
+    sessionStorage.removeItem("litehouse-token");
+    showLogin("That token was refused.");
+    throw new Error(body && body.message);
+  }
+  if (!response.ok) throw new Error(body ? `${body.code}: ${body.message}` : response.statusText);
+  return body;
+}
+
+function showLogin(message) {
+  document.getElementById("main").hidden = true;
+  document.getElementById("login").hidden = false;
+  document.getElementById("status").textContent = message || "not connected";
+}
+
+const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+
+const CARDS = [
+  ["writes", "writes/s"], ["reads", "reads/s"], ["group", "mean group size"],
+  ["p99w", "p99 write (µs)"], ["p99r", "p99 read (µs)"], ["queue", "queue depth"],
+  ["busy", "busy retries/s"],
+];
+
+function buildCards() {
+  const cards = document.getElementById("cards");
+  cards.innerHTML = "";
+  for (const [key, label] of CARDS) {
+    state.series[key] = [];
+    const card = document.createElement("div");
+    card.className = "card";
+    card.innerHTML = `<div class="label">${label}</div><div class="value" id="v-${key}">–</div><canvas id="c-${key}" width="200" height="36"></canvas>`;
+    cards.appendChild(card);
+  }
+}
+
+function draw(key, value) {
+  const series = state.series[key];
+  series.push(value);
+  if (series.length > POINTS) series.shift();
+  document.getElementById(`v-${key}`).textContent = value == null ? "n/a" : number.format(value);
+  const canvas = document.getElementById(`c-${key}`);
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  const values = series.filter((v) => v != null);
+  if (values.length < 2) return;
+  const max = Math.max(...values, 1e-9);
+  context.strokeStyle = "#0969da";
+  context.beginPath();
+  series.forEach((v, i) => {
+    const x = (i / (POINTS - 1)) * canvas.width;
+    const y = canvas.height - 2 - ((v || 0) / max) * (canvas.height - 4);
+    i === 0 ? context.moveTo(x, y) : context.lineTo(x, y);
+  });
+  context.stroke();
+}
+
+async function refreshStats() {
+  const stats = await api("/api/debug/db/stats");
+  const now = performance.now();
+  const engine = stats.engine;
+  if (!engine) {
+    for (const [key] of CARDS) draw(key, null);
+    return;
+  }
+  const writes = ["execute", "execute_many", "script", "transaction"].reduce((sum, k) => sum + engine[k].count, 0);
+  const current = { at: now, writes, reads: engine.read.count, busy: engine.locks.busy_retries };
+  const previous = state.previous;
+  state.previous = current;
+  const rate = (key) => (previous ? ((current[key] - previous[key]) * 1000) / (now - previous.at) : null);
+  draw("writes", rate("writes"));
+  draw("reads", rate("reads"));
+  draw("group", engine.group_size.mean);
+  draw("p99w", engine.write_latency_micros.p99);
+  draw("p99r", engine.read_latency_micros.p99);
+  draw("queue", engine.queue_depth);
+  draw("busy", rate("busy"));
+}
+
+async function refreshCollections() {
+  const list = await api("/api/collections");
+  const rows = await Promise.all(list.items.map(async (collection) => {
+    const page = await api(`/api/collections/${encodeURIComponent(collection.name)}/docs?perPage=1`);
+    return { collection, count: page.totalItems };
+  }));
+  const body = document.querySelector("#collections tbody");
+  body.innerHTML = "";
+  for (const { collection, count } of rows) {
+    const row = body.insertRow();
+    row.insertCell().textContent = collection.name;
+    const cell = row.insertCell();
+    cell.className = "num";
+    cell.textContent = number.format(count);
+    row.insertCell().textContent = collection.indexes.map((index) =>
+      `${index.name}(${index.fields.map((f) => `${f.path}:${f.type}`).join(", ")})${index.unique ? " unique" : ""}`).join("; ") || "–";
+  }
+}
+
+async function refreshLogs() {
+  const level = document.getElementById("log-level").value;
+  const query = new URLSearchParams({ limit: "50" });
+  if (level) query.set("level", level);
+  const body = document.querySelector("#logs tbody");
+  try {
+    const logs = await api(`/api/debug/logs?${query}`);
+    body.innerHTML = "";
+    for (const entry of logs.items) {
+      const row = body.insertRow();
+      row.insertCell().textContent = new Date(entry.unix_micros / 1000).toLocaleTimeString();
+      const levelCell = row.insertCell();
+      levelCell.textContent = entry.level;
+      levelCell.className = `level-${entry.level}`;
+      row.insertCell().textContent = entry.message;
+    }
+  } catch (error) {
+    body.innerHTML = `<tr><td colspan="3" class="muted">${error.message}</td></tr>`;
+  }
+}
+
+async function tick() {
+  try {
+    await refreshStats();
+    document.getElementById("status").textContent = `connected · ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    document.getElementById("status").textContent = `error: ${error.message}`;
+  }
+}
+
+function start() {
+  document.getElementById("login").hidden = true;
+  document.getElementById("main").hidden = false;
+  buildCards();
+  tick();
+  refreshCollections().catch(() => {});
+  refreshLogs();
+  clearInterval(state.timers);
+  state.ticks = 0;
+  state.timers = setInterval(() => {
+    tick();
+    state.ticks += 1;
+    // Collections and logs change slower and cost more: every fifth tick (10 s).
+    if (state.ticks % 5 === 0) { refreshCollections().catch(() => {}); refreshLogs(); }
+  }, 2000);
+}
+
+document.getElementById("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = document.getElementById("token").value.trim();
+  sessionStorage.setItem("litehouse-token", state.token);
+  start();
+});
+
+document.querySelectorAll("[data-action]").forEach((button) => {
+  button.addEventListener("click", async () => {
+    const out = document.getElementById("maintenance-result");
+    out.textContent = `${button.dataset.action}…`;
+    try {
+      const result = await api(`/api/debug/db/${button.dataset.action}`, { method: "POST" });
+      out.textContent = JSON.stringify(result, null, 2);
+    } catch (error) {
+      out.textContent = error.message;
+    }
+  });
+});
+
+document.getElementById("explain").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const collection = encodeURIComponent(document.getElementById("explain-collection").value.trim());
+  const query = document.getElementById("explain-query").value.trim().replace(/^\?/, "");
+  const out = document.getElementById("explain-result");
+  try {
+    const plan = await api(`/api/debug/explain/${collection}?${query}`);
+    out.textContent = `${plan.sql}\n\nparams: ${JSON.stringify(plan.params)}\nuses index: ${plan.usesIndex}\n\n${plan.plan.join("\n")}`;
+  } catch (error) {
+    out.textContent = error.message;
+  }
+});
+
+document.getElementById("log-level").addEventListener("change", refreshLogs);
+
+state.token = tokenFromUrl();
+if (state.token) start(); else showLogin();

@@ -1,0 +1,160 @@
+//! Prometheus metrics: HTTP requests and latency by route template and status, and the
+//! engine's statistics, rendered by `metrics-exporter-prometheus`.
+//!
+//! Each server owns its recorder (no process-global one), so several servers in one process
+//! (tests, embedders) keep separate numbers. Engine numbers are read from
+//! [`litehouse::Database::stats`] at scrape time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::{Recorder, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+use crate::state::AppState;
+
+/// Upper bounds of the request latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+/// One server's metrics.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let buckets = PrometheusBuilder::new().set_buckets_for_metric(
+            Matcher::Full("http_request_duration_seconds".into()),
+            &LATENCY_BUCKETS,
+        );
+        // Only an empty bucket list fails; ours is not, but fall back to summaries anyway.
+        let builder = buckets.unwrap_or_else(|_| PrometheusBuilder::new());
+        Metrics {
+            recorder: Arc::new(builder.build_recorder()),
+        }
+    }
+
+    fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(self.recorder.as_ref() as &dyn Recorder, f)
+    }
+
+    fn render(&self) -> String {
+        self.recorder.handle().render()
+    }
+}
+
+/// Middleware: counts every request and records its latency by method, route template and
+/// status.
+pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let elapsed = started.elapsed().as_secs_f64();
+    state.metrics().record(|| {
+        let labels = [("method", method), ("route", route), ("status", status)];
+        counter!("http_requests_total", &labels).increment(1);
+        histogram!("http_request_duration_seconds", &labels).record(elapsed);
+    });
+    response
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics: HTTP requests and latency by route and status, engine statistics",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "Only with --require-token: no valid token", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Concurrency limit or timeout", body = crate::openapi::ErrorBody),
+    )
+)]
+pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
+    if let Some(database) = state.database() {
+        let stats = database.stats();
+        state.metrics().record(|| engine_gauges(&stats));
+    }
+    let handles = state.debug_handles();
+    if let Some(buffer) = &handles.buffer {
+        let stats = buffer.stats();
+        state.metrics().record(|| buffer_gauges(&stats));
+    }
+    if let Some(logs) = &handles.logs
+        && let Ok(stats) = logs.stats().await
+    {
+        state.metrics().record(|| {
+            counter!("litehouse_log_logged_total").absolute(stats.logged);
+            counter!("litehouse_log_dropped_total").absolute(stats.dropped);
+            gauge!("litehouse_log_pending").set(stats.pending as f64);
+            gauge!("litehouse_log_entries").set(stats.entries as f64);
+        });
+    }
+    let mut response = state.metrics().render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+fn buffer_gauges(stats: &litehouse::BufferStats) {
+    gauge!("litehouse_buffer_pending_rows").set(stats.pending as f64);
+    gauge!("litehouse_buffer_in_flight_rows").set(stats.in_flight as f64);
+    counter!("litehouse_buffer_buffered_total").absolute(stats.buffered);
+    counter!("litehouse_buffer_coalesced_total").absolute(stats.coalesced);
+    counter!("litehouse_buffer_flushed_rows_total").absolute(stats.flushed);
+    counter!("litehouse_buffer_flushes_total").absolute(stats.flushes);
+    counter!("litehouse_buffer_failed_flushes_total").absolute(stats.failed_flushes);
+}
+
+fn engine_gauges(stats: &litehouse::Stats) {
+    let ops = [
+        ("execute", stats.execute),
+        ("execute_many", stats.execute_many),
+        ("script", stats.script),
+        ("transaction", stats.transaction),
+        ("read", stats.read),
+        ("maintenance", stats.maintenance),
+    ];
+    for (kind, op) in ops {
+        counter!("litehouse_operations_total", "kind" => kind).absolute(op.count);
+        counter!("litehouse_operation_errors_total", "kind" => kind).absolute(op.errors);
+    }
+    counter!("litehouse_commits_total").absolute(stats.groups);
+    counter!("litehouse_commit_failures_total").absolute(stats.commit_failures);
+    counter!("litehouse_busy_retries_total").absolute(stats.locks.busy_retries);
+    counter!("litehouse_busy_errors_total").absolute(stats.locks.busy_errors);
+    gauge!("litehouse_queue_depth").set(stats.queue_depth as f64);
+    gauge!("litehouse_group_size_mean").set(stats.group_size.mean);
+    let latencies = [
+        ("write", &stats.write_latency_micros),
+        ("commit", &stats.commit_latency_micros),
+        ("read", &stats.read_latency_micros),
+    ];
+    for (kind, summary) in latencies {
+        for (quantile, value) in [("0.5", summary.p50), ("0.99", summary.p99)] {
+            gauge!("litehouse_latency_micros", "kind" => kind, "quantile" => quantile)
+                .set(value as f64);
+        }
+    }
+}
