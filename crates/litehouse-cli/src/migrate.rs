@@ -8,17 +8,16 @@
 //! so the two engines need not agree on one, and it is computed here in the CLI, never by the
 //! engines, so their JSON rendering cannot differ.
 
-use std::fmt;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+// Where a store lives: the same `sqlite:FILE` / `postgres://...?schema=` forms `serve` takes.
 use litehouse_docs::{
     CollectionInfo, Document, MAX_BATCH, Paging, PostgresConfig, Query, Sort, Store,
 };
+use litehouse_server::DbTarget as Location;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
@@ -50,73 +49,6 @@ enum IfExists {
     Refuse,
     Replace,
     Resume,
-}
-
-/// Where a store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Location {
-    Sqlite(PathBuf),
-    Postgres { url: String, schema: String },
-}
-
-impl FromStr for Location {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Location, String> {
-        if let Some(path) = text.strip_prefix("sqlite:") {
-            // Accept `sqlite://FILE` too, as some tools write it.
-            let path = path.strip_prefix("//").unwrap_or(path);
-            if path.is_empty() {
-                return Err("sqlite: needs a file name, e.g. sqlite:app.db".into());
-            }
-            return Ok(Location::Sqlite(PathBuf::from(path)));
-        }
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Ok(split_schema(text));
-        }
-        Err(format!(
-            "{text:?} is not a store: write sqlite:FILE or postgres://USER@HOST:PORT/DB[?schema=NAME]"
-        ))
-    }
-}
-
-/// Takes `schema=NAME` out of the URL's query, which the PostgreSQL driver would refuse.
-fn split_schema(text: &str) -> Location {
-    let (base, query) = text.split_once('?').unwrap_or((text, ""));
-    let mut schema = "public".to_owned();
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        match pair.strip_prefix("schema=") {
-            Some(name) => schema = name.to_owned(),
-            None => kept.push(pair),
-        }
-    }
-    let url = if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Location::Postgres { url, schema }
-}
-
-impl fmt::Display for Location {
-    /// The location without a password, for messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
-            Location::Postgres { url, schema } => {
-                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-                let rest = match rest.split_once('@') {
-                    Some((user, host)) => match user.split_once(':') {
-                        Some((name, _password)) => format!("{name}:***@{host}"),
-                        None => rest.to_owned(),
-                    },
-                    None => rest.to_owned(),
-                };
-                write!(f, "{scheme}://{rest} (schema {schema})")
-            }
-        }
-    }
 }
 
 pub(crate) fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
