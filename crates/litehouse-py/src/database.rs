@@ -75,6 +75,30 @@ fn config(
 }
 
 impl PyDatabase {
+    /// The async read behind `query_async` and its first-row twins: the query runs on a
+    /// reader thread, and `shape` picks what of its rows becomes the Python result.
+    fn read_async<'py, T>(
+        &self,
+        py: Python<'py>,
+        sql: String,
+        params: Option<&Bound<'py, PyAny>>,
+        tuples: bool,
+        shape: fn(Rows) -> T,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        T: for<'a> IntoPyObject<'a> + Send + 'static,
+    {
+        let params = Params::extract(params)?;
+        let db = self.db.clone();
+        future_into_py(py, async move {
+            let rows = db
+                .read(move |conn| query_on(conn, &sql, &params, tuples, true))
+                .await
+                .py_result()?;
+            Ok(shape(rows))
+        })
+    }
+
     pub(crate) fn database(&self) -> &Database {
         &self.db
     }
@@ -179,7 +203,7 @@ fn script_to_python(py: Python<'_>, results: &[litehouse::StatementResult]) -> P
     crate::json::to_python(py, &results)
 }
 
-fn first_row(py: Python<'_>, rows: &Rows) -> PyResult<Option<Py<PyAny>>> {
+pub(crate) fn first_row(py: Python<'_>, rows: &Rows) -> PyResult<Option<Py<PyAny>>> {
     rows.rows
         .first()
         .map(|values| Ok(rows.row_to_python(py, values)?.unbind()))
@@ -524,13 +548,7 @@ impl PyDatabase {
         params: Option<&Bound<'py, PyAny>>,
         tuples: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let params = Params::extract(params)?;
-        let db = self.db.clone();
-        future_into_py(py, async move {
-            db.read(move |conn| query_on(conn, &sql, &params, tuples, true))
-                .await
-                .py_result()
-        })
+        self.read_async(py, sql, params, tuples, |rows| rows)
     }
 
     /// Async twin of `query_row`.
@@ -542,17 +560,9 @@ impl PyDatabase {
         params: Option<&Bound<'py, PyAny>>,
         tuples: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let params = Params::extract(params)?;
-        let db = self.db.clone();
-        future_into_py(py, async move {
-            let rows = db
-                .read(move |conn| query_on(conn, &sql, &params, tuples, true))
-                .await
-                .py_result()?;
-            Ok(FirstRow {
-                rows,
-                required: true,
-            })
+        self.read_async(py, sql, params, tuples, |rows| FirstRow {
+            rows,
+            required: true,
         })
     }
 
@@ -565,17 +575,9 @@ impl PyDatabase {
         params: Option<&Bound<'py, PyAny>>,
         tuples: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let params = Params::extract(params)?;
-        let db = self.db.clone();
-        future_into_py(py, async move {
-            let rows = db
-                .read(move |conn| query_on(conn, &sql, &params, tuples, true))
-                .await
-                .py_result()?;
-            Ok(FirstRow {
-                rows,
-                required: false,
-            })
+        self.read_async(py, sql, params, tuples, |rows| FirstRow {
+            rows,
+            required: false,
         })
     }
 

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use litehouse_docs::{CollectionSpec, Error, Filter, PostgresConfig, Query, Store};
 use pyo3::prelude::*;
-use serde::de::DeserializeOwned;
 
 use crate::errors::to_py_err;
 use crate::json;
@@ -49,27 +48,8 @@ fn store_err(err: Error) -> PyErr {
     })
 }
 
-fn from_dict<T: DeserializeOwned>(
-    value: Option<&Bound<'_, PyAny>>,
-    what: &str,
-) -> PyResult<Option<T>> {
-    let Some(value) = value.filter(|value| !value.is_none()) else {
-        return Ok(None);
-    };
-    let text: String = value
-        .py()
-        .import("json")?
-        .call_method1("dumps", (value,))?
-        .extract()?;
-    serde_json::from_str(&text).map(Some).map_err(|err| {
-        to_py_err(litehouse::Error::Parameter {
-            message: format!("invalid {what}: {err}"),
-        })
-    })
-}
-
 fn body(value: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
-    Ok(from_dict::<serde_json::Value>(Some(value), "document")?.unwrap_or_default())
+    Ok(json::from_python::<serde_json::Value>(Some(value), "document")?.unwrap_or_default())
 }
 
 /// Runs a store future to completion on the binding's runtime, without the GIL.
@@ -124,7 +104,7 @@ impl PyStore {
         collection: &str,
         spec: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let spec: CollectionSpec = from_dict(spec, "collection spec")?.unwrap_or_default();
+        let spec: CollectionSpec = json::from_python(spec, "collection spec")?.unwrap_or_default();
         run(py, self.store.create_collection(collection, spec))
     }
 
@@ -237,7 +217,7 @@ impl PyStore {
         collection: &str,
         query: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let query: Query = from_dict(query, "query")?.unwrap_or_default();
+        let query: Query = json::from_python(query, "query")?.unwrap_or_default();
         let page = run(py, self.store.find(collection, &query))?;
         json::to_python(py, &page)
     }
@@ -250,7 +230,7 @@ impl PyStore {
         collection: &str,
         filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
-        let filter: Option<Filter> = from_dict(filter, "filter")?;
+        let filter: Option<Filter> = json::from_python(filter, "filter")?;
         run(py, self.store.count(collection, filter))
     }
 }

@@ -13,7 +13,7 @@ use litehouse::rusqlite::Connection;
 use litehouse::{Database, Error};
 use pyo3::prelude::*;
 
-use crate::database::{execute_on, query_on};
+use crate::database::{execute_on, first_row, query_on};
 use crate::errors::{IntoPyResult, to_py_err};
 use crate::values::{Params, Rows};
 
@@ -190,10 +190,7 @@ impl Transaction {
         tuples: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
         let rows = self.query(py, sql, params, tuples)?;
-        rows.rows
-            .first()
-            .map(|values| Ok(rows.row_to_python(py, values)?.unbind()))
-            .transpose()
+        first_row(py, &rows)
     }
 }
 
