@@ -487,9 +487,14 @@ impl WriteBuffer {
     /// The database's error; [`Error::Parameter`] for a stored row that no longer holds
     /// column values; [`Error::Closed`] after [`stop`](WriteBuffer::stop).
     pub async fn retry_rejected(&self, ids: &[i64]) -> Result<usize> {
-        let rows = self.rejected(usize::MAX).await?;
+        let wanted = ids.to_vec();
+        let rows = self
+            .inner
+            .db
+            .read(move |conn| rejected::by_ids(conn, &wanted))
+            .await?;
         let mut replayed = Vec::new();
-        for row in rows.iter().filter(|row| ids.contains(&row.id)) {
+        for row in &rows {
             for write in replay(row)? {
                 self.write(write).await?;
             }
@@ -501,9 +506,12 @@ impl WriteBuffer {
     /// Blocking twin of [`retry_rejected`](WriteBuffer::retry_rejected).
     pub fn blocking_retry_rejected(&self, ids: &[i64]) -> Result<usize> {
         self.inner.check_not_on_writer()?;
-        let rows = self.blocking_rejected(usize::MAX)?;
+        let rows = self
+            .inner
+            .db
+            .blocking_read(|conn| rejected::by_ids(conn, ids))?;
         let mut replayed = Vec::new();
-        for row in rows.iter().filter(|row| ids.contains(&row.id)) {
+        for row in &rows {
             for write in replay(row)? {
                 self.blocking_write(write)?;
             }

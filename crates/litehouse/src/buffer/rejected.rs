@@ -121,15 +121,34 @@ fn table_exists(conn: &Connection) -> Result<bool> {
 
 /// Reads up to `limit` rejected rows, oldest first.
 pub(crate) fn list(conn: &Connection, limit: usize) -> Result<Vec<RejectedRow>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    select(
+        conn,
+        "SELECT id, at_unix_ms, table_name, write, error, extended_code
+         FROM _litehouse_rejected ORDER BY id LIMIT ?1",
+        limit,
+    )
+}
+
+/// Reads the rejected rows `ids` (those still there), oldest first.
+pub(crate) fn by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<RejectedRow>> {
+    let ids = serde_json::to_string(ids).map_err(|err| Error::Parameter {
+        message: err.to_string(),
+    })?;
+    select(
+        conn,
+        "SELECT id, at_unix_ms, table_name, write, error, extended_code
+         FROM _litehouse_rejected WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+        ids,
+    )
+}
+
+fn select(conn: &Connection, sql: &str, param: impl rusqlite::ToSql) -> Result<Vec<RejectedRow>> {
     if !table_exists(conn)? {
         return Ok(Vec::new());
     }
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut statement = conn.prepare_cached(
-        "SELECT id, at_unix_ms, table_name, write, error, extended_code
-         FROM _litehouse_rejected ORDER BY id LIMIT ?1",
-    )?;
-    let rows = statement.query_map([limit], |row| {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map([param], |row| {
         Ok((
             row.get::<_, i64>(0)?,
             row.get::<_, i64>(1)?,
