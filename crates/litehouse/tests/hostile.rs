@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use litehouse::{BufferConfig, Config, Database, Error, LogConfig, LogDatabase, Row, WriteBuffer};
-use tracing_subscriber::layer::SubscriberExt;
+use litehouse::{BufferConfig, Config, Database, Error, Row, WriteBuffer};
 
 use crate::locking::lock_in_child_as;
-use crate::util::{TestResult, count, file_db, hold_writer, run_as_one_group, wait_for_queue};
+use crate::util::{
+    TestResult, count, file_db, hold_writer, run_as_one_group,
+    shut_down_logs_behind_a_foreign_lock, wait_for_queue,
+};
 
 /// A value whose `Drop` panics, like a guard that asserts on drop.
 struct PanicOnDrop;
@@ -415,36 +417,8 @@ fn rejected_rows_can_be_fixed_and_replayed() -> TestResult {
 #[test]
 fn log_shutdown_under_a_foreign_lock_ends_within_one_busy_budget_and_counts_the_loss() -> TestResult
 {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("logs.db");
     let budget = Duration::from_millis(500);
-    let db = Database::open(
-        &path,
-        Config {
-            busy_budget: budget,
-            ..Config::default()
-        },
-    )?;
-    let logs = LogDatabase::with_database(
-        db,
-        LogConfig {
-            batch_size: 1_000,
-            flush_interval: Duration::from_secs(3600),
-            ..LogConfig::default()
-        },
-    )?;
-    let mut lock_holder = lock_in_child_as("hold-write-lock", &path, 20_000)?;
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(logs.layer()));
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..95 {
-            tracing::info!(i, "queued behind a foreign lock");
-        }
-    });
-    let started = Instant::now();
-    let result = logs.blocking_shutdown();
-    let took = started.elapsed();
-    lock_holder.kill()?;
-    lock_holder.wait()?;
+    let (result, took, stats) = shut_down_logs_behind_a_foreign_lock(budget, 1_000, 95)?;
     match result {
         Err(Error::Unwritten { entries, source }) => {
             assert_eq!(entries, 95, "every queued entry is accounted for");
@@ -454,7 +428,6 @@ fn log_shutdown_under_a_foreign_lock_ends_within_one_busy_budget_and_counts_the_
     }
     // One budget for the one write tried, plus the one a batch may have been in already.
     assert!(took < budget * 2 + Duration::from_secs(2), "took {took:?}");
-    let stats = logs.blocking_stats()?;
     assert_eq!((stats.logged, stats.dropped), (0, 95), "{stats:?}");
     Ok(())
 }

@@ -4,14 +4,16 @@
 //! shutdowns that wait too long or give up too early.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use litehouse::{BufferConfig, Config, Database, Error, LogConfig, LogDatabase, Row, WriteBuffer};
-use tracing_subscriber::layer::SubscriberExt;
 
 use crate::child;
 use crate::locking::lock_in_child_as;
-use crate::util::{TestResult, count, file_db, hold_writer, wait_for_queue};
+use crate::util::{
+    TestResult, count, file_db, hold_writer, log_n, shut_down_logs_behind_a_foreign_lock,
+    wait_for_queue,
+};
 
 /// A user error whose `Drop` panics.
 #[derive(Debug)]
@@ -277,44 +279,11 @@ pub(crate) fn log_then_exit_async(path: &str, rows: usize) {
     drop(runtime);
 }
 
-/// Emits `n` events into `logs`.
-fn log_n(logs: &LogDatabase, n: usize) {
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(logs.layer()));
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..n {
-            tracing::info!(i, "entry");
-        }
-    });
-}
-
 /// Many batches queued behind a foreign lock: shutdown still ends within about one busy budget.
 #[test]
 fn log_shutdown_with_many_batches_under_a_foreign_lock_is_bounded() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("logs.db");
     let budget = Duration::from_millis(500);
-    let db = Database::open(
-        &path,
-        Config {
-            busy_budget: budget,
-            ..Config::default()
-        },
-    )?;
-    let logs = LogDatabase::with_database(
-        db,
-        LogConfig {
-            batch_size: 10,
-            flush_interval: Duration::from_secs(3600),
-            ..LogConfig::default()
-        },
-    )?;
-    let mut lock_holder = lock_in_child_as("hold-write-lock", &path, 20_000)?;
-    log_n(&logs, 95);
-    let started = Instant::now();
-    let result = logs.blocking_shutdown();
-    let took = started.elapsed();
-    lock_holder.kill()?;
-    lock_holder.wait()?;
+    let (result, took, _) = shut_down_logs_behind_a_foreign_lock(budget, 10, 95)?;
     eprintln!("shutdown: {result:?} took {took:?}");
     assert!(result.is_err());
     assert!(took < budget * 2 + Duration::from_secs(2), "took {took:?}");

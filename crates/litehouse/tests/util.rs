@@ -92,3 +92,50 @@ pub(crate) fn run_as_one_group<T: Send>(
         .expect("the holding transaction commits");
     results
 }
+
+/// Emits `n` events into `logs` through its tracing layer.
+pub(crate) fn log_n(logs: &litehouse::LogDatabase, n: usize) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(logs.layer()));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..n {
+            tracing::info!(i, "entry");
+        }
+    });
+}
+
+/// Queues `entries` log entries (in batches of `batch_size`) while another process holds the
+/// log file's write lock, then shuts the log database down; returns the shutdown's result,
+/// how long it took and the stats after it.
+pub(crate) fn shut_down_logs_behind_a_foreign_lock(
+    busy_budget: Duration,
+    batch_size: usize,
+    entries: usize,
+) -> Result<(litehouse::Result<()>, Duration, litehouse::LogStats), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("logs.db");
+    let db = Database::open(
+        &path,
+        Config {
+            busy_budget,
+            ..Config::default()
+        },
+    )?;
+    let logs = litehouse::LogDatabase::with_database(
+        db,
+        litehouse::LogConfig {
+            batch_size,
+            flush_interval: Duration::from_secs(3600),
+            ..litehouse::LogConfig::default()
+        },
+    )?;
+    let mut lock_holder = crate::locking::lock_in_child_as("hold-write-lock", &path, 20_000)?;
+    log_n(&logs, entries);
+    let started = Instant::now();
+    let result = logs.blocking_shutdown();
+    let took = started.elapsed();
+    lock_holder.kill()?;
+    lock_holder.wait()?;
+    let stats = logs.blocking_stats()?;
+    Ok((result, took, stats))
+}
