@@ -3,8 +3,8 @@
 //! API tokens live in a JSON file beside the database (mode 0600), holding only the SHA-256
 //! of each token, so a leaked file does not leak tokens. A file rather than a table, because
 //! the same code then serves SQLite and PostgreSQL, the CLI can manage tokens while the
-//! server runs without opening the database, and the server re-reads it on each check so a
-//! revoke takes effect at once. Every comparison is of equal-length digests in constant time.
+//! server runs without opening the database, and the server looks at the file's modification
+//! time on each check (re-reading it only when it changed) so a revoke takes effect at once. Every comparison is of equal-length digests in constant time.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -90,12 +90,26 @@ struct TokenFileContents {
 #[derive(Debug, Clone)]
 pub struct TokenFile {
     path: PathBuf,
+    /// The parsed file as of its last modification time and length: a request carrying a
+    /// token then costs one `stat`, not a read and a parse, until the file changes (a
+    /// `litehouse token` command replaces it, which changes both).
+    parsed: std::sync::Arc<std::sync::Mutex<Option<Parsed>>>,
+}
+
+#[derive(Debug)]
+struct Parsed {
+    modified: std::time::SystemTime,
+    len: u64,
+    contents: TokenFileContents,
 }
 
 impl TokenFile {
     /// The file at `path` (created on the first [`TokenFile::create`]).
     pub fn new(path: impl Into<PathBuf>) -> TokenFile {
-        TokenFile { path: path.into() }
+        TokenFile {
+            path: path.into(),
+            parsed: std::sync::Arc::default(),
+        }
     }
 
     /// Where the file is.
@@ -160,12 +174,38 @@ impl TokenFile {
     /// # Errors
     /// As [`TokenFile::blocking_lookup`].
     pub async fn lookup(&self, token: &str) -> io::Result<Option<Scope>> {
-        let contents = match tokio::fs::read(&self.path).await {
-            Ok(bytes) => parse(&bytes)?,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => TokenFileContents::default(),
+        let metadata = match tokio::fs::metadata(&self.path).await {
+            Ok(metadata) => metadata,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
-        Ok(find_scope(&contents, token))
+        let (modified, len) = (metadata.modified()?, metadata.len());
+        {
+            let parsed = self
+                .parsed
+                .lock()
+                .map_err(|_| io::Error::other("poisoned"))?;
+            if let Some(parsed) = parsed.as_ref()
+                && parsed.modified == modified
+                && parsed.len == len
+            {
+                return Ok(find_scope(&parsed.contents, token));
+            }
+        }
+        let contents = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => parse(&bytes)?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let scope = find_scope(&contents, token);
+        if let Ok(mut parsed) = self.parsed.lock() {
+            *parsed = Some(Parsed {
+                modified,
+                len,
+                contents,
+            });
+        }
+        Ok(scope)
     }
 
     fn read(&self) -> io::Result<TokenFileContents> {
