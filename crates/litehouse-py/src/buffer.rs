@@ -1,14 +1,13 @@
 //! `litehouse.WriteBuffer`: coalescing upserts for background workers, flushed in batches.
 
-use std::time::Duration;
-
 use litehouse::{BufferConfig, Row, WriteBuffer};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::database::PyDatabase;
-use crate::errors::{IntoPyResult, to_py_err};
+use crate::errors::IntoPyResult;
 use crate::json;
+use crate::values::seconds;
 use crate::values::to_value;
 
 /// A write buffer over a `litehouse.Database`.
@@ -23,16 +22,6 @@ fn row(values: &Bound<'_, PyDict>) -> PyResult<Row> {
         .iter()
         .map(|(name, value)| Ok((name.extract::<String>()?, to_value(&value)?)))
         .collect()
-}
-
-fn seconds(value: f64, what: &str) -> PyResult<Duration> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value.min(1e9)))
-    } else {
-        Err(to_py_err(litehouse::Error::Config {
-            message: format!("{what} must be a positive number of seconds, not {value}"),
-        }))
-    }
 }
 
 #[pymethods]

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 use crate::errors::{IntoPyResult, to_py_err};
 use crate::json;
+use crate::values::seconds;
 
 /// A SQLite database of log entries.
 #[pyclass(name = "LogDatabase", module = "litehouse._litehouse", frozen)]
@@ -32,14 +33,22 @@ fn level(name: &str) -> PyResult<LogLevel> {
     }
 }
 
-fn seconds(value: f64, what: &str) -> PyResult<Duration> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value.min(1e9)))
-    } else {
-        Err(to_py_err(litehouse::Error::Config {
-            message: format!("{what} must be a positive number of seconds, not {value}"),
-        }))
-    }
+/// The settings `LogDatabase(...)` and `LogDatabase.memory(...)` share.
+fn log_config(
+    retention: Option<f64>,
+    channel_capacity: usize,
+    batch_size: usize,
+    flush_interval: f64,
+) -> PyResult<LogConfig> {
+    Ok(LogConfig {
+        retention: retention
+            .map(|keep| seconds(keep, "retention"))
+            .transpose()?,
+        channel_capacity,
+        batch_size,
+        flush_interval: seconds(flush_interval, "flush_interval")?,
+        ..LogConfig::default()
+    })
 }
 
 #[pymethods]
@@ -57,15 +66,7 @@ impl PyLogDatabase {
         batch_size: usize,
         flush_interval: f64,
     ) -> PyResult<PyLogDatabase> {
-        let config = LogConfig {
-            retention: retention
-                .map(|keep| seconds(keep, "retention"))
-                .transpose()?,
-            channel_capacity,
-            batch_size,
-            flush_interval: seconds(flush_interval, "flush_interval")?,
-            ..LogConfig::default()
-        };
+        let config = log_config(retention, channel_capacity, batch_size, flush_interval)?;
         let logs = py.detach(|| LogDatabase::open(path, config)).py_result()?;
         Ok(PyLogDatabase { logs })
     }
@@ -82,15 +83,7 @@ impl PyLogDatabase {
         batch_size: usize,
         flush_interval: f64,
     ) -> PyResult<PyLogDatabase> {
-        let config = LogConfig {
-            retention: retention
-                .map(|keep| seconds(keep, "retention"))
-                .transpose()?,
-            channel_capacity,
-            batch_size,
-            flush_interval: seconds(flush_interval, "flush_interval")?,
-            ..LogConfig::default()
-        };
+        let config = log_config(retention, channel_capacity, batch_size, flush_interval)?;
         let logs = py
             .detach(|| LogDatabase::open_memory(name, config))
             .py_result()?;

@@ -5,6 +5,8 @@
 
 use litehouse::Value;
 use litehouse::rusqlite::Statement;
+use std::time::Duration;
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -193,5 +195,17 @@ impl<'py> IntoPyObject<'py> for Rows {
             list.append(self.row_to_python(py, values)?)?;
         }
         Ok(list)
+    }
+}
+
+/// A positive number of seconds from Python as a `Duration` (capped at about 30 years);
+/// `what` names the setting in the `ConfigError`.
+pub(crate) fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value.min(1e9)))
+    } else {
+        Err(crate::errors::to_py_err(litehouse::Error::Config {
+            message: format!("{what} must be a positive number of seconds, not {value}"),
+        }))
     }
 }
