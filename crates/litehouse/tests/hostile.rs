@@ -11,8 +11,8 @@ use litehouse::{BufferConfig, Config, Database, Error, Row, WriteBuffer};
 
 use crate::locking::lock_in_child_as;
 use crate::util::{
-    TestResult, count, file_db, hold_writer, run_as_one_group,
-    shut_down_logs_behind_a_foreign_lock, wait_for_queue,
+    TestResult, abandon_beside_a_neighbour, count, file_db, run_as_one_group,
+    shut_down_logs_behind_a_foreign_lock,
 };
 
 /// A value whose `Drop` panics, like a guard that asserts on drop.
@@ -112,36 +112,13 @@ fn a_result_dropped_on_the_writer_after_a_failed_commit_cannot_kill_it() -> Test
 fn a_result_that_can_no_longer_be_delivered_is_dropped_safely() -> TestResult {
     let (_dir, _path, db) = file_db(Config::default())?;
     db.blocking_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", ())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (release, holder) = hold_writer(&db);
     // An async transaction whose caller gives up while it waits in the queue: its value is
     // dropped on the writer, and that Drop panics.
-    let abandoned = runtime.spawn({
-        let db = db.clone();
-        async move {
-            db.transaction(|conn| {
-                conn.execute("INSERT INTO t(v) VALUES ('committed, nobody asked')", [])?;
-                Ok(PanicOnDrop)
-            })
-            .await
-            .map(std::mem::forget)
-        }
-    });
-    wait_for_queue(&db, 1);
-    // A neighbour in the same group.
-    let neighbour = std::thread::spawn({
-        let db = db.clone();
-        move || db.blocking_execute("INSERT INTO t(v) VALUES ('neighbour')", ())
-    });
-    wait_for_queue(&db, 2);
-    abandoned.abort();
-    let _ = runtime.block_on(abandoned);
-    release.send(())?;
-    holder.join().expect("holder")?;
-    assert_eq!(neighbour.join().expect("neighbour")?, 1);
+    let neighbour = abandon_beside_a_neighbour(&db, |conn| {
+        conn.execute("INSERT INTO t(v) VALUES ('committed, nobody asked')", [])?;
+        Ok(PanicOnDrop)
+    })?;
+    assert_eq!(neighbour?, 1);
     assert_eq!(count(&db, "t"), 2, "both committed");
     assert_writer_alive(&db)
 }

@@ -11,8 +11,8 @@ use litehouse::{BufferConfig, Config, Database, Error, LogConfig, LogDatabase, R
 use crate::child;
 use crate::locking::lock_in_child_as;
 use crate::util::{
-    TestResult, count, file_db, hold_writer, log_n, shut_down_logs_behind_a_foreign_lock,
-    wait_for_queue,
+    TestResult, abandon_beside_a_neighbour, count, file_db, hold_writer, log_n,
+    shut_down_logs_behind_a_foreign_lock, wait_for_queue,
 };
 
 /// A user error whose `Drop` panics.
@@ -39,32 +39,9 @@ impl std::fmt::Display for PanicOnDropError {
 fn a_user_error_whose_drop_panics_never_costs_a_committed_neighbour_its_answer() -> TestResult {
     let (_dir, _path, db) = file_db(Config::default())?;
     db.blocking_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", ())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (release, holder) = hold_writer(&db);
-    let abandoned = runtime.spawn({
-        let db = db.clone();
-        async move {
-            db.transaction(|_| -> litehouse::Result<()> {
-                Err(Error::User(Arc::new(PanicOnDropError)))
-            })
-            .await
-            .map_err(std::mem::forget)
-        }
-    });
-    wait_for_queue(&db, 1);
-    let neighbour = std::thread::spawn({
-        let db = db.clone();
-        move || db.blocking_execute("INSERT INTO t(v) VALUES ('neighbour')", ())
-    });
-    wait_for_queue(&db, 2);
-    abandoned.abort();
-    let _ = runtime.block_on(abandoned);
-    release.send(())?;
-    holder.join().expect("holder")?;
-    let answer = neighbour.join().expect("neighbour");
+    let answer = abandon_beside_a_neighbour(&db, |_| -> litehouse::Result<()> {
+        Err(Error::User(Arc::new(PanicOnDropError)))
+    })?;
     assert_eq!(count(&db, "t"), 1, "the neighbour's row IS committed");
     assert!(
         matches!(answer, Ok(1)),

@@ -139,3 +139,33 @@ pub(crate) fn shut_down_logs_behind_a_foreign_lock(
     let stats = logs.blocking_stats()?;
     Ok((result, took, stats))
 }
+
+/// Queues, in one group, an async transaction running `work` whose caller gives up before the
+/// group runs (so its result, or its error, is dropped on the writer) and a neighbour's insert
+/// into `t`; returns the neighbour's answer.
+pub(crate) fn abandon_beside_a_neighbour<T: Send + 'static>(
+    db: &Database,
+    work: impl FnOnce(&rusqlite::Connection) -> litehouse::Result<T> + Send + 'static,
+) -> Result<litehouse::Result<usize>, Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (release, holder) = hold_writer(db);
+    let abandoned = runtime.spawn({
+        let db = db.clone();
+        // Never delivered: the task is aborted while the request waits in the queue.
+        async move { std::mem::forget(db.transaction(work).await) }
+    });
+    wait_for_queue(db, 1);
+    let neighbour = std::thread::spawn({
+        let db = db.clone();
+        move || db.blocking_execute("INSERT INTO t(v) VALUES ('neighbour')", ())
+    });
+    wait_for_queue(db, 2);
+    abandoned.abort();
+    let _ = runtime.block_on(abandoned);
+    release.send(())?;
+    holder.join().expect("holder")?;
+    Ok(neighbour.join().expect("neighbour"))
+}
