@@ -13,7 +13,6 @@ use litehouse::rusqlite::Connection;
 use litehouse::{Config, Database, Error, Profile, Value};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::errors::{IntoPyResult, to_py_err};
 use crate::transaction;
@@ -90,7 +89,7 @@ impl PyDatabase {
     {
         let params = Params::extract(params)?;
         let db = self.db.clone();
-        future_into_py(py, async move {
+        crate::port::awaitable(py, async move {
             let rows = db
                 .read(move |conn| query_on(conn, &sql, &params, tuples, true))
                 .await
@@ -521,7 +520,7 @@ impl PyDatabase {
     ) -> PyResult<Bound<'py, PyAny>> {
         let params = Params::extract(params)?;
         let db = self.db.clone();
-        future_into_py(py, async move { write(db, sql, params).await.py_result() })
+        crate::port::awaitable(py, async move { write(db, sql, params).await.py_result() })
     }
 
     /// Async twin of `execute_many`.
@@ -533,7 +532,7 @@ impl PyDatabase {
     ) -> PyResult<Bound<'py, PyAny>> {
         let all = many_params(seq_of_params)?;
         let db = self.db.clone();
-        future_into_py(
+        crate::port::awaitable(
             py,
             async move { write_many(db, sql, all).await.py_result() },
         )
@@ -584,6 +583,6 @@ impl PyDatabase {
     /// Async twin of `close`.
     fn close_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let db = self.db.clone();
-        future_into_py(py, async move { db.close().await.py_result() })
+        crate::port::awaitable(py, async move { db.close().await.py_result() })
     }
 }

@@ -8,6 +8,7 @@ mod database;
 mod errors;
 mod json;
 mod logs;
+mod port;
 mod store;
 mod transaction;
 mod values;

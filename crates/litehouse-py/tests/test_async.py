@@ -98,3 +98,61 @@ def test_cancelled_awaits_do_not_hurt_the_database(path):
         await db.close()
 
     run(main())
+
+
+def test_event_loops_in_several_threads_each_get_their_own_results(path):
+    """Completions are queued per event loop: four threads, each with its own loop, all at once."""
+    db = litehouse.Database(path)
+    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, loop INTEGER, v INTEGER)")
+    seen = {}
+    errors = []
+
+    def thread_main(number):
+        async def main():
+            loop_id = id(asyncio.get_running_loop())
+
+            async def one(i):
+                await db.execute_async("INSERT INTO t(loop, v) VALUES (?, ?)", (number, i))
+                row = await db.query_row_async(
+                    "SELECT count(*) AS n FROM t WHERE loop = ? AND v = ?", (number, i)
+                )
+                assert row == {"n": 1}
+                return asyncio.get_running_loop() is not None and id(asyncio.get_running_loop()) == loop_id
+
+            results = await asyncio.gather(*(one(i) for i in range(200)))
+            seen[number] = all(results)
+
+        try:
+            asyncio.run(main())
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=thread_main, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert seen == {0: True, 1: True, 2: True, 3: True}
+    assert db.query_row("SELECT count(*) AS n FROM t") == {"n": 800}
+    db.close()
+
+
+def test_a_new_loop_after_asyncio_run_still_resolves(path):
+    db = litehouse.Database(path)
+    db.execute("CREATE TABLE t(v INTEGER)")
+
+    async def insert(value):
+        return await db.execute_async("INSERT INTO t(v) VALUES (?)", (value,))
+
+    for round_ in range(5):
+        assert asyncio.run(insert(round_)) == 1
+    assert db.query_row("SELECT count(*) AS n FROM t") == {"n": 5}
+    db.close()
+
+
+def test_async_calls_need_a_running_loop(path):
+    db = litehouse.Database(path)
+    with pytest.raises(RuntimeError):
+        db.execute_async("SELECT 1")
+    db.close()

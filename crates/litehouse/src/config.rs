@@ -49,6 +49,15 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Most requests committed together in one transaction.
     pub max_group_size: usize,
+    /// Longest the writer waits for more requests before committing a group that is smaller
+    /// than the one before it (PostgreSQL's `commit_delay`, self-tuning): the wait is at most a
+    /// quarter of the last COMMIT's duration, so it only matters where commits are expensive
+    /// (`Durable`, where every COMMIT is an fsync). Callers that wait for their write and then
+    /// send the next one (threads, tasks) come back a few microseconds apart; without the wait
+    /// the first of them would start a group of one and the rest would wait a whole fsync for
+    /// the next. A lone writer never waits (its groups never shrink). `Duration::ZERO` turns
+    /// it off.
+    pub gather_window: Duration,
     /// How long to keep retrying when another process holds the write lock, before
     /// returning [`Error::Busy`].
     pub busy_budget: Duration,
@@ -67,6 +76,7 @@ impl Default for Config {
             readers: cores.clamp(2, 8),
             queue_capacity: 4096,
             max_group_size: 512,
+            gather_window: Duration::from_millis(1),
             busy_budget: Duration::from_secs(5),
             statement_cache_capacity: 128,
             pragmas: Vec::new(),
@@ -92,6 +102,7 @@ impl Config {
             readers,
             queue_capacity,
             max_group_size,
+            gather_window: _,
             busy_budget: _,
             statement_cache_capacity: _,
             pragmas,

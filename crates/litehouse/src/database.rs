@@ -146,6 +146,7 @@ impl Database {
         let stats = Arc::new(StatsCollector::new(config.readers));
         let context = WriterContext {
             max_group_size: config.max_group_size,
+            gather_window: config.gather_window,
             retry: BusyRetry {
                 budget: config.busy_budget,
             },

@@ -6,7 +6,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
@@ -114,6 +114,7 @@ pub(crate) struct WriterHandle {
 /// What the writer thread needs besides its connection.
 pub(crate) struct WriterContext {
     pub(crate) max_group_size: usize,
+    pub(crate) gather_window: Duration,
     pub(crate) retry: BusyRetry,
     pub(crate) stats: Arc<StatsCollector>,
 }
@@ -221,6 +222,9 @@ fn writer_loop(
     in_user_code: &AtomicBool,
 ) {
     let mut held_back: Option<Message> = None;
+    // The size of the last group and how long its COMMIT took, for the gather window.
+    let mut last_group = 0;
+    let mut last_commit = Duration::ZERO;
     loop {
         let Some(message) = held_back.take().or_else(|| receiver.recv().ok()) else {
             return;
@@ -242,8 +246,20 @@ fn writer_loop(
                     kind,
                     enqueued,
                 }];
+                // Everything already queued; then, if that is fewer than the last group, a
+                // short wait for the rest of those callers (see `Config::gather_window`).
+                let window = context.gather_window.min(last_commit / 4);
+                let wanted = last_group.max(1).min(context.max_group_size);
+                let mut deadline = None;
                 while group.len() < context.max_group_size {
-                    match receiver.try_recv() {
+                    let next = match receiver.try_recv() {
+                        Ok(message) => Ok(message),
+                        Err(_) if group.len() >= wanted || window.is_zero() => break,
+                        Err(_) => receiver.recv_deadline(
+                            *deadline.get_or_insert_with(|| Instant::now() + window),
+                        ),
+                    };
+                    match next {
                         Ok(Message::Write {
                             job,
                             kind,
@@ -262,13 +278,15 @@ fn writer_loop(
                         Err(_) => break,
                     }
                 }
+                last_group = group.len();
                 // Backstop: user code's panics are contained where they surface; a panic
                 // here is litehouse's own bug, and must not end the thread either.
-                if catch_unwind(AssertUnwindSafe(|| {
-                    run_group(&conn, group, context, in_user_code);
-                }))
-                .is_err()
-                {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    run_group(&conn, group, context, in_user_code)
+                }));
+                if let Ok(commit) = outcome {
+                    last_commit = commit;
+                } else {
                     in_user_code.store(false, Ordering::Relaxed);
                     if conn.is_autocommit() {
                         tracing::error!(
@@ -321,14 +339,15 @@ fn run_group(
     group: Vec<Queued>,
     context: &WriterContext,
     in_user_code: &AtomicBool,
-) {
+) -> Duration {
     let group_size = group.len();
     // Each finished request with the error that is its own (if any): the closure's error, or
     // the savepoint statement's when that failed before the closure ran.
     let mut done: Vec<(Queued, Option<Error>)> = Vec::with_capacity(group_size);
     let mut pending = group.into_iter();
     if let Err(err) = begin(conn, context) {
-        return finish_all(pending.map(|queued| (queued, None)), Err(&err), context);
+        finish_all(pending.map(|queued| (queued, None)), Err(&err), context);
+        return Duration::ZERO;
     }
     while let Some(mut queued) = pending.next() {
         let outcome = run_one(conn, &mut queued, in_user_code);
@@ -345,7 +364,8 @@ fn run_group(
             // A clone of a request's error, possibly user data whose `Drop` panics.
             contain_drop(cause);
             if let Err(err) = begin(conn, context) {
-                return finish_all(pending.map(|queued| (queued, None)), Err(&err), context);
+                finish_all(pending.map(|queued| (queued, None)), Err(&err), context);
+                return Duration::ZERO;
             }
             continue;
         }
@@ -355,13 +375,15 @@ fn run_group(
     let committed = context.retry.run(&context.stats, || {
         Ok(conn.prepare_cached("COMMIT")?.execute([])?)
     });
+    let commit_took = commit_started.elapsed();
     context
         .stats
-        .group(group_size, commit_started.elapsed(), committed.is_ok());
+        .group(group_size, commit_took, committed.is_ok());
     if committed.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     finish_all(done.into_iter(), committed.as_ref().map(|_| ()), context);
+    commit_took
 }
 
 fn begin(conn: &Connection, context: &WriterContext) -> Result<()> {
