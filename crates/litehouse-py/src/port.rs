@@ -93,11 +93,8 @@ impl Port {
         if first {
             Python::attach(|py| {
                 let scheduled = self.drain(py).and_then(|drain| {
-                    self.event_loop.call_method1(
-                        py,
-                        intern!(py, "call_soon_threadsafe"),
-                        (drain,),
-                    )
+                    self.event_loop
+                        .call_method1(py, intern!(py, "call_soon_threadsafe"), (drain,))
                 });
                 if scheduled.is_err() {
                     // The loop has closed: nobody can await these futures any more.
@@ -120,7 +117,9 @@ impl Port {
             }
             match outcome(py) {
                 Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
-                Err(err) => future.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?,
+                Err(err) => {
+                    future.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?
+                }
             };
         }
         Ok(())
