@@ -73,12 +73,18 @@ fn port_for_running_loop(py: Python<'_>) -> PyResult<Arc<Port>> {
 impl Port {
     /// The callable the loop runs to resolve everything queued.
     fn drain<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
-        let port = Arc::clone(self);
+        // Weak: the port holds the drain, so a strong reference would keep both (and the
+        // closed loop) alive after the port is forgotten.
+        let port = Arc::downgrade(self);
         self.drain
             .get_or_try_init(py, || {
-                let drain = PyCFunction::new_closure(py, None, None, move |args, _kwargs| {
-                    port.resolve_queued(args.py())
-                })?;
+                let drain =
+                    PyCFunction::new_closure(py, None, None, move |args, _kwargs| {
+                        match port.upgrade() {
+                            Some(port) => port.resolve_queued(args.py()),
+                            None => Ok(()),
+                        }
+                    })?;
                 Ok::<_, PyErr>(drain.into_any().unbind())
             })
             .map(|drain| drain.bind(py))
