@@ -86,9 +86,11 @@ pub fn app(state: AppState) -> Router {
 /// The OpenAPI document as JSON, with `/api/openapi.json` itself added.
 fn openapi_json(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut json = serde_json::to_value(&openapi).unwrap_or_default();
+    crate::openapi::finish(&mut json);
     json["paths"]["/api/openapi.json"] = serde_json::json!({
         "get": {
             "tags": ["operations"],
+            "operationId": "openapi",
             "summary": "This OpenAPI 3.1 document",
             "responses": {
                 "200": {"description": "The document", "content": {"application/json": {"schema": {"type": "object"}}}},

@@ -51,7 +51,7 @@ function buildCards() {
     state.series[key] = [];
     const card = document.createElement("div");
     card.className = "card";
-    card.innerHTML = `<div class="label">${label}</div><div class="value" id="v-${key}">–</div><canvas id="c-${key}" width="200" height="36"></canvas>`;
+    card.innerHTML = `<div class="label">${label}</div><div class="value" id="v-${key}">–</div><canvas id="c-${key}"></canvas>`;
     cards.appendChild(card);
   }
 }
@@ -62,19 +62,33 @@ function draw(key, value) {
   if (series.length > POINTS) series.shift();
   document.getElementById(`v-${key}`).textContent = value == null ? "n/a" : number.format(value);
   const canvas = document.getElementById(`c-${key}`);
+  // Draw at the canvas's displayed size and the screen's pixel density, so lines stay crisp.
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  const height = Math.max(1, Math.round(canvas.clientHeight * ratio));
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
   const context = canvas.getContext("2d");
-  context.clearRect(0, 0, canvas.width, canvas.height);
+  context.clearRect(0, 0, width, height);
   const values = series.filter((v) => v != null);
   if (values.length < 2) return;
   const max = Math.max(...values, 1e-9);
-  context.strokeStyle = "#0969da";
+  // The newest point sits at the right edge; older ones scroll left, one slot per poll.
+  const step = width / (POINTS - 1);
+  const x = (i) => width - (series.length - 1 - i) * step;
+  const y = (v) => height - ratio - ((v || 0) / max) * (height - 2 * ratio);
   context.beginPath();
-  series.forEach((v, i) => {
-    const x = (i / (POINTS - 1)) * canvas.width;
-    const y = canvas.height - 2 - ((v || 0) / max) * (canvas.height - 4);
-    i === 0 ? context.moveTo(x, y) : context.lineTo(x, y);
-  });
+  series.forEach((v, i) => (i === 0 ? context.moveTo(x(i), y(v)) : context.lineTo(x(i), y(v))));
+  context.lineWidth = 1.5 * ratio;
+  context.strokeStyle = "#0969da";
   context.stroke();
+  context.lineTo(x(series.length - 1), height);
+  context.lineTo(x(0), height);
+  context.closePath();
+  context.fillStyle = "rgba(9, 105, 218, 0.12)";
+  context.fill();
 }
 
 async function refreshStats() {
