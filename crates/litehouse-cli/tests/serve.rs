@@ -486,3 +486,98 @@ fn two_servers(runtime: &tokio::runtime::Runtime, db: &str) -> TestResult {
     assert!(b.terminate()?.0);
     Ok(())
 }
+
+/// The README's walkthrough, run as written (curl against `litehouse serve` with its
+/// defaults in an empty directory): every command succeeds and the lists answer what the
+/// text says.
+#[test]
+fn the_readme_walkthrough_works() -> TestResult {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))?;
+    let section = readme
+        .split("## From `serve` to a filtered list, with curl")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .ok_or("the README has its curl walkthrough")?;
+    // Each ```sh block; a trailing backslash continues a command.
+    let commands: Vec<String> = section
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .flat_map(|block| {
+            block
+                .replace("\\\n", " ")
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|line| line.starts_with("curl "))
+        .collect();
+    assert!(commands.len() >= 8, "{commands:?}");
+
+    let dir = tempfile::tempdir()?;
+    // The walkthrough's server: `serve` with its default database, in an empty directory.
+    let (server, base, _) = start_in(Some(dir.path()), &["--bind", "127.0.0.1:0"])?;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut first_id = None::<String>;
+    let mut outputs = Vec::new();
+    for command in &commands {
+        let mut command = command.replace("localhost:8080", &addr);
+        if let Some(id) = &first_id {
+            command = command.replace("/docs/ID", &format!("/docs/{id}"));
+        }
+        let output = Command::new("sh")
+            .args(["-c", &format!("{command} --fail-with-body")])
+            .current_dir(dir.path())
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{command}: {text}");
+        if first_id.is_none()
+            && let Some(location) = text.lines().find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("location: ")
+                    .map(str::to_owned)
+            })
+        {
+            first_id = location.trim().rsplit('/').next().map(str::to_owned);
+        }
+        outputs.push(text);
+    }
+    assert!(first_id.is_some(), "the first create answers a Location");
+    let json = |at: usize| serde_json::from_str::<Json>(outputs[at].trim());
+    let names = |page: &Json| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|doc| doc["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // 0 collection, 1-2 documents, 3 adults by age, 4 minors or Parisians, 5 names with an a.
+    let adults = json(3)?;
+    assert_eq!(names(&adults), ["Cy", "Ada"], "{adults}");
+    assert_eq!(adults["totalItems"], 2);
+    let mut either = names(&json(4)?);
+    either.sort();
+    assert_eq!(either, ["Bob", "Cy"]);
+    let with_a = json(5)?;
+    assert_eq!(names(&with_a), ["Ada"], "{with_a}");
+    assert!(with_a["totalItems"].is_null(), "skipTotal: {with_a}");
+    let patched = json(6)?;
+    assert_eq!(
+        (patched["age"].as_i64(), patched.get("city")),
+        (Some(37), None),
+        "{patched}"
+    );
+    let stats = json(7)?;
+    assert!(
+        stats["engine"]["groups"]
+            .as_u64()
+            .is_some_and(|groups| groups > 0),
+        "{stats}"
+    );
+    assert!(server.terminate()?.0);
+    Ok(())
+}

@@ -1,7 +1,8 @@
 // litehouse dashboard: polls /api/debug/db/stats and friends with the admin token.
 "use strict";
 
-const POINTS = 60;
+// Points per chart: one per 2-second poll, so the last minute.
+const POINTS = 30;
 const state = { token: null, previous: null, series: {} };
 
 function tokenFromUrl() {
@@ -51,7 +52,7 @@ function buildCards() {
     state.series[key] = [];
     const card = document.createElement("div");
     card.className = "card";
-    card.innerHTML = `<div class="label">${label}</div><div class="value" id="v-${key}">–</div><canvas id="c-${key}"></canvas>`;
+    card.innerHTML = `<div class="label" title="${label}">${label}</div><div class="value" id="v-${key}">–</div><canvas id="c-${key}"></canvas>`;
     cards.appendChild(card);
   }
 }
