@@ -581,3 +581,66 @@ fn the_readme_walkthrough_works() -> TestResult {
     assert!(server.terminate()?.0);
     Ok(())
 }
+
+/// `--cors ORIGIN` answers that origin's preflight (and no other), and the server's own
+/// log lines are readable at `/api/debug/logs` with the admin token.
+#[test]
+fn serve_flags_cors_and_its_logs_are_served() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = format!("sqlite:{}", dir.path().join("app.db").display());
+    let args = [
+        "--db",
+        &db,
+        "--bind",
+        "127.0.0.1:0",
+        "--admin-token",
+        "adm",
+        "--cors",
+        "https://app.example",
+    ];
+    let (server, base, _) = start(&args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        runtime.block_on(
+            client
+                .request(reqwest::Method::OPTIONS, format!("{base}/api/collections"))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .send(),
+        )
+    };
+    let allowed = preflight("https://app.example")?;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = preflight("https://evil.example")?;
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    // The "serving" line reaches the log database shortly after start.
+    let mut found = Json::Null;
+    for _ in 0..100 {
+        found = runtime.block_on(async {
+            client
+                .get(format!("{base}/api/debug/logs?text=serving&level=info"))
+                .bearer_auth("adm")
+                .send()
+                .await?
+                .json::<Json>()
+                .await
+        })?;
+        if found["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(found["items"][0]["message"], "serving", "{found}");
+    assert_eq!(found["items"][0]["level"], "INFO", "{found}");
+    assert!(server.terminate()?.0);
+    Ok(())
+}

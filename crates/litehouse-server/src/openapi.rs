@@ -235,9 +235,9 @@ pub(crate) struct IndexPath {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 pub(crate) struct IfMatchHeader {
-    /// An ETag from a previous answer, e.g. `"3"` (or `W/"3"`, or `*` for any version);
-    /// 412 when the document moved on.
-    #[param(rename = "If-Match", pattern = "^(\\*|(W/)?\"[0-9]{1,18}\")$")]
+    /// An ETag from a previous answer, e.g. `"3"` (or `W/"3"`; `*` or empty for any
+    /// version); 412 when the document moved on.
+    #[param(rename = "If-Match", pattern = "^(|\\*|(W/)?\"[0-9]{1,18}\")$")]
     if_match: Option<String>,
 }
 
