@@ -297,6 +297,27 @@ async fn if_none_match_answers_304_with_the_etag() {
             .send()
             .await?;
         assert_eq!(expect_ok(response, 200).await["version"], 3);
+        // Anything else that is not one of our ETags is 400 and changes nothing.
+        let odd = [
+            reqwest::header::HeaderValue::from_bytes(b"\xc2\x84")?,
+            reqwest::header::HeaderValue::from_static("\"-3\""),
+            reqwest::header::HeaderValue::from_static("\"+3\""),
+            reqwest::header::HeaderValue::from_static("3"),
+        ];
+        for value in odd {
+            let response = server
+                .request(Method::PATCH, &path)
+                .header("if-match", value.clone())
+                .json(&json!({"n": 4}))
+                .send()
+                .await?;
+            expect_error(response, 400, "invalid_if_match").await;
+        }
+        let unchanged = expect_ok(server.get(&path).send().await?, 200).await;
+        assert_eq!(
+            (&unchanged["n"], &unchanged["version"]),
+            (&json!(3), &json!(3))
+        );
         server.stop().await;
         Ok(())
     })

@@ -38,7 +38,15 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let text = value.to_str().unwrap_or_default().trim();
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_if_match",
+            "If-Match must be an ETag this server sent, e.g. \"3\"",
+        )
+        .with_details(json!({ "header": "If-Match" }))
+    };
+    // Bytes outside visible ASCII are never an ETag of ours.
+    let text = value.to_str().map_err(|_| invalid())?.trim();
     // An empty header (curl -H 'If-Match;') states no condition.
     if text == "*" || text.is_empty() {
         return Ok(None);
@@ -47,15 +55,13 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .unwrap_or(text)
         .strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
+        // Our ETags are 1 to 18 digits; no sign, no spaces.
+        .filter(|version| {
+            (1..=18).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_digit())
+        })
         .and_then(|version| version.parse::<i64>().ok())
         .map(Some)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_if_match",
-                "If-Match must be an ETag this server sent, e.g. \"3\"",
-            )
-            .with_details(json!({ "header": "If-Match" }))
-        })
+        .ok_or_else(invalid)
 }
 
 fn document_response(status: StatusCode, document: &Document, location: Option<&str>) -> Response {
