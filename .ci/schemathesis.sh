@@ -43,7 +43,8 @@ cleanup() {
     wait "$server_pid" 2>/dev/null || true
   fi
   if [[ -n "$pg_schema" ]]; then
-    psql -q "$LITEHOUSE_TEST_PG" -c "DROP SCHEMA IF EXISTS \"$pg_schema\" CASCADE" >/dev/null || status=1
+    psql -q "$LITEHOUSE_TEST_PG" -c "SET client_min_messages = warning" \
+      -c "DROP SCHEMA IF EXISTS \"$pg_schema\" CASCADE" >/dev/null || status=1
   fi
   if [[ $status -ne 0 && -f "$work/server.err" ]]; then
     echo "--- server stderr (last lines)" >&2
