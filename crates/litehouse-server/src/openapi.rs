@@ -340,9 +340,25 @@ impl ToSchema for CreateBody {}
 /// Final touches to the generated document: parameters are never `null` (an absent
 /// optional parameter is simply not sent), and links from what a POST creates to the
 /// operations on it.
-pub(crate) fn finish(document: &mut Json) {
+pub(crate) fn finish(document: &mut Json, config: &crate::config::ServerConfig) {
     not_null_parameters(document);
     add_links(document);
+    let limits = format!(
+        " Limits of this server: request bodies up to {} bytes and batches up to {} documents \
+         (413 above); list filters up to {} comparisons nested {} deep and perPage up to {} \
+         (400 above); reads and request bodies answered 503 after {} s; {} requests at once, \
+         503 with Retry-After beyond.",
+        config.body_limit,
+        config.max_batch,
+        config.max_filter_clauses,
+        config.max_filter_depth,
+        config.max_per_page,
+        config.request_timeout.as_secs_f64(),
+        config.max_concurrent_requests.max(1),
+    );
+    if let Some(Json::String(description)) = document.pointer_mut("/info/description") {
+        description.push_str(&limits);
+    }
 }
 
 /// `Option<T>` parameters come out as `type: [T, "null"]`; HTTP has no null parameter.
