@@ -96,15 +96,24 @@ async function refreshStats() {
   const stats = await api("/api/debug/db/stats");
   const now = performance.now();
   const engine = stats.engine;
+  const previous = state.previous;
+  const rateOf = (current) => (key) =>
+    previous && previous[key] != null ? ((current[key] - previous[key]) * 1000) / (now - previous.at) : null;
   if (!engine) {
-    for (const [key] of CARDS) draw(key, null);
+    // No SQLite engine (PostgreSQL): document reads and writes from the server's own
+    // counters in /metrics; the engine-only numbers are not available.
+    const current = { at: now, ...(await documentOperations()) };
+    state.previous = current;
+    const rate = rateOf(current);
+    draw("writes", rate("writes"));
+    draw("reads", rate("reads"));
+    for (const key of ["group", "p99w", "p99r", "queue", "busy"]) draw(key, null);
     return;
   }
   const writes = ["execute", "execute_many", "script", "transaction"].reduce((sum, k) => sum + engine[k].count, 0);
   const current = { at: now, writes, reads: engine.read.count, busy: engine.locks.busy_retries };
-  const previous = state.previous;
   state.previous = current;
-  const rate = (key) => (previous ? ((current[key] - previous[key]) * 1000) / (now - previous.at) : null);
+  const rate = rateOf(current);
   draw("writes", rate("writes"));
   draw("reads", rate("reads"));
   draw("group", engine.group_size.mean);
@@ -112,6 +121,22 @@ async function refreshStats() {
   draw("p99r", engine.read_latency_micros.p99);
   draw("queue", engine.queue_depth);
   draw("busy", rate("busy"));
+}
+
+/** Totals of litehouse_docs_operations_total from /metrics: writes (create, update, delete)
+ * and reads (read, list), over every collection. */
+async function documentOperations() {
+  const response = await fetch("/metrics", { headers: { authorization: `Bearer ${state.token}` } });
+  if (!response.ok) throw new Error(`/metrics: ${response.status}`);
+  const totals = { writes: 0, reads: 0 };
+  for (const line of (await response.text()).split("\n")) {
+    const match = /^litehouse_docs_operations_total\{(.*)\} (\S+)$/.exec(line);
+    const op = match && /op="(\w+)"/.exec(match[1]);
+    if (!op) continue;
+    const kind = ["create", "update", "delete"].includes(op[1]) ? "writes" : "reads";
+    totals[kind] += Number(match[2]);
+  }
+  return totals;
 }
 
 async function refreshCollections() {
