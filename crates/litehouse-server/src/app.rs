@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use crate::api::{collections, docs, health};
 use crate::auth::Scope;
+use crate::config::ServerConfig;
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::metrics;
@@ -44,7 +45,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(docs::list, docs::create))
         .routes(routes!(docs::get, docs::replace, docs::patch, docs::delete))
         .split_for_parts();
-    let openapi = Arc::new(openapi_json(openapi));
+    let openapi = Arc::new(openapi_json(openapi, config));
     let debug_routes = crate::debug::routes(state.debug_handles().clone());
     let router = router
         .nest("/api/debug", debug_routes)
@@ -83,12 +84,15 @@ pub fn app(state: AppState) -> Router {
     router.with_state(state)
 }
 
-/// The OpenAPI document as JSON, with `/api/openapi.json` itself added.
-fn openapi_json(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+/// The OpenAPI document as JSON, with `/api/openapi.json` itself added and this server's
+/// limits stated.
+fn openapi_json(openapi: utoipa::openapi::OpenApi, config: &ServerConfig) -> serde_json::Value {
     let mut json = serde_json::to_value(&openapi).unwrap_or_default();
+    crate::openapi::finish(&mut json, config);
     json["paths"]["/api/openapi.json"] = serde_json::json!({
         "get": {
             "tags": ["operations"],
+            "operationId": "openapi",
             "summary": "This OpenAPI 3.1 document",
             "responses": {
                 "200": {"description": "The document", "content": {"application/json": {"schema": {"type": "object"}}}},

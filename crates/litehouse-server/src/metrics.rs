@@ -1,5 +1,5 @@
-//! Prometheus metrics: HTTP requests and latency by route template and status, and the
-//! engine's statistics, rendered by `metrics-exporter-prometheus`.
+//! Prometheus metrics: HTTP requests and latency by route template and status, document
+//! store operations by kind and collection, and the engine's statistics, rendered by `metrics-exporter-prometheus`.
 //!
 //! Each server owns its recorder (no process-global one), so several servers in one process
 //! (tests, embedders) keep separate numbers. Engine numbers are read from
@@ -51,6 +51,19 @@ impl Metrics {
         metrics::with_local_recorder(self.recorder.as_ref() as &dyn Recorder, f)
     }
 
+    /// Counts `count` document-store operations of kind `op` (create, read, update, delete,
+    /// list) on `collection`; only successful ones, so every label names a real collection.
+    pub(crate) fn store_op(&self, op: &'static str, collection: &str, count: u64) {
+        self.record(|| {
+            counter!(
+                "litehouse_docs_operations_total",
+                "op" => op,
+                "collection" => collection.to_owned()
+            )
+            .increment(count);
+        });
+    }
+
     fn render(&self) -> String {
         self.recorder.handle().render()
     }
@@ -80,13 +93,13 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "operations",
     summary = "Prometheus metrics: HTTP requests and latency by route and status, engine statistics",
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
-        (status = 401, description = "Only with --require-token: no valid token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::DataErrors,
     )
 )]
 pub(crate) async fn scrape(State(state): State<AppState>) -> Response {

@@ -43,6 +43,37 @@ async fn the_document_lists_every_route_and_every_route_answers() {
     )
     .await;
     assert_eq!(document["openapi"], "3.1.0");
+    let description = document["info"]["description"].as_str().unwrap_or_default();
+    let limits = ServerConfig::default();
+    for limit in [
+        limits.body_limit,
+        limits.max_batch,
+        limits.max_concurrent_requests,
+    ] {
+        assert!(
+            description.contains(&limit.to_string()),
+            "{limit}: {description}"
+        );
+    }
+    // Operation ids are unique (links refer to them).
+    let mut ids: Vec<&str> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|item| item.as_object().expect("path item").values())
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "{ids:?}");
+    assert_eq!(count, ROUTES.len());
+    let links = &document["paths"]["/api/collections/{collection}/docs"]["post"]["responses"]["201"]
+        ["links"];
+    assert_eq!(
+        links["GetDocument"]["operationId"], "getDocument",
+        "{links}"
+    );
     let mut documented = Vec::new();
     for (path, item) in document["paths"].as_object().expect("paths") {
         for (method, operation) in item.as_object().expect("path item") {

@@ -11,11 +11,12 @@ use crate::state::AppState;
 #[utoipa::path(
     get,
     path = "/api/health",
+    operation_id = "health",
     tag = "operations",
     summary = "The process is up",
     responses(
         (status = 200, description = "Up", body = crate::openapi::StatusSchema),
-        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+        crate::openapi::OpenErrors,
     )
 )]
 pub(crate) async fn health() -> Json<Json_> {
@@ -26,11 +27,12 @@ pub(crate) async fn health() -> Json<Json_> {
 #[utoipa::path(
     get,
     path = "/api/ready",
+    operation_id = "ready",
     tag = "operations",
     summary = "The database answers",
     responses(
         (status = 200, description = "Ready", body = crate::openapi::StatusSchema),
-        (status = 503, description = "Busy database, concurrency limit or request timeout; see Retry-After", body = crate::openapi::ErrorBody),
+        crate::openapi::OpenErrors,
     )
 )]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Json_>, ApiError> {

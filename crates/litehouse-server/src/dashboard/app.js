@@ -1,7 +1,8 @@
 // litehouse dashboard: polls /api/debug/db/stats and friends with the admin token.
 "use strict";
 
-const POINTS = 60;
+// Points per chart: one per 2-second poll, so the last minute.
+const POINTS = 30;
 const state = { token: null, previous: null, series: {} };
 
 function tokenFromUrl() {
@@ -51,7 +52,7 @@ function buildCards() {
     state.series[key] = [];
     const card = document.createElement("div");
     card.className = "card";
-    card.innerHTML = `<div class="label">${label}</div><div class="value" id="v-${key}">–</div><canvas id="c-${key}" width="200" height="36"></canvas>`;
+    card.innerHTML = `<div class="label" title="${label}">${label}</div><div class="value" id="v-${key}">–</div><canvas id="c-${key}"></canvas>`;
     cards.appendChild(card);
   }
 }
@@ -62,34 +63,57 @@ function draw(key, value) {
   if (series.length > POINTS) series.shift();
   document.getElementById(`v-${key}`).textContent = value == null ? "n/a" : number.format(value);
   const canvas = document.getElementById(`c-${key}`);
+  // Draw at the canvas's displayed size and the screen's pixel density, so lines stay crisp.
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  const height = Math.max(1, Math.round(canvas.clientHeight * ratio));
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
   const context = canvas.getContext("2d");
-  context.clearRect(0, 0, canvas.width, canvas.height);
+  context.clearRect(0, 0, width, height);
   const values = series.filter((v) => v != null);
   if (values.length < 2) return;
   const max = Math.max(...values, 1e-9);
-  context.strokeStyle = "#0969da";
+  // The newest point sits at the right edge; older ones scroll left, one slot per poll.
+  const step = width / (POINTS - 1);
+  const x = (i) => width - (series.length - 1 - i) * step;
+  const y = (v) => height - ratio - ((v || 0) / max) * (height - 2 * ratio);
   context.beginPath();
-  series.forEach((v, i) => {
-    const x = (i / (POINTS - 1)) * canvas.width;
-    const y = canvas.height - 2 - ((v || 0) / max) * (canvas.height - 4);
-    i === 0 ? context.moveTo(x, y) : context.lineTo(x, y);
-  });
+  series.forEach((v, i) => (i === 0 ? context.moveTo(x(i), y(v)) : context.lineTo(x(i), y(v))));
+  context.lineWidth = 1.5 * ratio;
+  context.strokeStyle = "#0969da";
   context.stroke();
+  context.lineTo(x(series.length - 1), height);
+  context.lineTo(x(0), height);
+  context.closePath();
+  context.fillStyle = "rgba(9, 105, 218, 0.12)";
+  context.fill();
 }
 
 async function refreshStats() {
   const stats = await api("/api/debug/db/stats");
   const now = performance.now();
   const engine = stats.engine;
+  const previous = state.previous;
+  const rateOf = (current) => (key) =>
+    previous && previous[key] != null ? ((current[key] - previous[key]) * 1000) / (now - previous.at) : null;
   if (!engine) {
-    for (const [key] of CARDS) draw(key, null);
+    // No SQLite engine (PostgreSQL): document reads and writes from the server's own
+    // counters in /metrics; the engine-only numbers are not available.
+    const current = { at: now, ...(await documentOperations()) };
+    state.previous = current;
+    const rate = rateOf(current);
+    draw("writes", rate("writes"));
+    draw("reads", rate("reads"));
+    for (const key of ["group", "p99w", "p99r", "queue", "busy"]) draw(key, null);
     return;
   }
   const writes = ["execute", "execute_many", "script", "transaction"].reduce((sum, k) => sum + engine[k].count, 0);
   const current = { at: now, writes, reads: engine.read.count, busy: engine.locks.busy_retries };
-  const previous = state.previous;
   state.previous = current;
-  const rate = (key) => (previous ? ((current[key] - previous[key]) * 1000) / (now - previous.at) : null);
+  const rate = rateOf(current);
   draw("writes", rate("writes"));
   draw("reads", rate("reads"));
   draw("group", engine.group_size.mean);
@@ -97,6 +121,22 @@ async function refreshStats() {
   draw("p99r", engine.read_latency_micros.p99);
   draw("queue", engine.queue_depth);
   draw("busy", rate("busy"));
+}
+
+/** Totals of litehouse_docs_operations_total from /metrics: writes (create, update, delete)
+ * and reads (read, list), over every collection. */
+async function documentOperations() {
+  const response = await fetch("/metrics", { headers: { authorization: `Bearer ${state.token}` } });
+  if (!response.ok) throw new Error(`/metrics: ${response.status}`);
+  const totals = { writes: 0, reads: 0 };
+  for (const line of (await response.text()).split("\n")) {
+    const match = /^litehouse_docs_operations_total\{(.*)\} (\S+)$/.exec(line);
+    const op = match && /op="(\w+)"/.exec(match[1]);
+    if (!op) continue;
+    const kind = ["create", "update", "delete"].includes(op[1]) ? "writes" : "reads";
+    totals[kind] += Number(match[2]);
+  }
+  return totals;
 }
 
 async function refreshCollections() {

@@ -21,11 +21,12 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 #[utoipa::path(
     get,
     path = "/",
+    operation_id = "dashboard",
     tag = "dashboard",
     summary = "The dashboard page (HTML)",
     responses(
         (status = 200, description = "HTML", body = String, content_type = "text/html"),
-        (status = 503, description = "Concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::OpenErrors,
     )
 )]
 pub(crate) async fn index() -> Response {
@@ -36,11 +37,12 @@ pub(crate) async fn index() -> Response {
 #[utoipa::path(
     get,
     path = "/dashboard/app.js",
+    operation_id = "dashboardScript",
     tag = "dashboard",
     summary = "The dashboard script",
     responses(
         (status = 200, description = "JavaScript", body = String, content_type = "text/javascript"),
-        (status = 503, description = "Concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::OpenErrors,
     )
 )]
 pub(crate) async fn script() -> Response {
@@ -51,11 +53,12 @@ pub(crate) async fn script() -> Response {
 #[utoipa::path(
     get,
     path = "/dashboard/style.css",
+    operation_id = "dashboardStyle",
     tag = "dashboard",
     summary = "The dashboard style sheet",
     responses(
         (status = 200, description = "CSS", body = String, content_type = "text/css"),
-        (status = 503, description = "Concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::OpenErrors,
     )
 )]
 pub(crate) async fn style() -> Response {

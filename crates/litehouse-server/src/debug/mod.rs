@@ -96,14 +96,13 @@ fn engine_error(err: litehouse::Error) -> ApiError {
 #[utoipa::path(
     get,
     path = "/api/debug/db/stats",
+    operation_id = "debugStats",
     tag = "debug",
     summary = "Engine, write buffer and log database statistics",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "{engine, buffer, logs}", body = Object),
-        (status = 401, description = "No admin token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The token is not an admin token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy database, concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::AdminErrors,
     )
 )]
 pub(crate) async fn stats(State(handles): Handles) -> Result<Json<Json_>, ApiError> {
@@ -129,15 +128,14 @@ pub(crate) async fn stats(State(handles): Handles) -> Result<Json<Json_>, ApiErr
 #[utoipa::path(
     post,
     path = "/api/debug/db/buffer/flush",
+    operation_id = "debugFlushBuffer",
     tag = "debug",
     summary = "Flush the write buffer now",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "{flushed}", body = Object),
         (status = 404, description = "No write buffer", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No admin token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The token is not an admin token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy database, concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::AdminErrors,
     )
 )]
 pub(crate) async fn flush(State(handles): Handles) -> Result<Json<Json_>, ApiError> {
@@ -155,16 +153,15 @@ pub(crate) async fn flush(State(handles): Handles) -> Result<Json<Json_>, ApiErr
 #[utoipa::path(
     post,
     path = "/api/debug/db/{action}",
+    operation_id = "debugMaintenance",
     tag = "debug",
     summary = "Run vacuum, analyze, optimize, check (integrity) or backup",
-    params(("action" = String, Path, description = "vacuum, analyze, optimize, check or backup")),
+    params(("action" = String, Path, pattern = "^(vacuum|analyze|optimize|check|backup)$", description = "vacuum, analyze, optimize, check or backup")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "{action, ok, result}", body = Object),
         (status = 404, description = "Unknown action or no SQLite engine or no backup directory", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No admin token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The token is not an admin token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy database, concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::AdminErrors,
     )
 )]
 pub(crate) async fn maintenance(
@@ -211,6 +208,9 @@ pub(crate) async fn maintenance(
     ))
 }
 
+/// The largest `sinceSeconds` of `/logs`: about 31 years.
+const MAX_SINCE_SECONDS: u64 = 1_000_000_000;
+
 /// `GET /logs?level=warn&sinceSeconds=300&text=timeout&limit=100`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -226,17 +226,16 @@ pub(crate) struct LogParams {
 #[utoipa::path(
     get,
     path = "/api/debug/explain/{collection}",
+    operation_id = "debugExplain",
     tag = "debug",
     summary = "Explain a list query: SQL, parameters, plan and whether an index is used",
-    params(("collection" = String, Path, description = "Collection name")),
+    params(crate::openapi::CollectionPath),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "{engine, sql, params, plan, usesIndex}", body = Object),
         (status = 400, description = "Invalid list parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No admin token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The token is not an admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such collection", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy database, concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::AdminErrors,
     )
 )]
 pub(crate) async fn explain(
@@ -263,17 +262,16 @@ pub(crate) async fn explain(
 #[utoipa::path(
     get,
     path = "/api/debug/logs",
+    operation_id = "debugLogs",
     tag = "debug",
     summary = "Recent server log entries, newest first",
-    params(("level" = Option<String>, Query, description = "error, warn, info, debug or trace: at least this severe"), ("sinceSeconds" = Option<u64>, Query, description = "Only the last N seconds"), ("text" = Option<String>, Query, description = "Message or fields contain this text"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Most entries (default 100)")),
+    params(("level" = Option<String>, Query, pattern = "^(error|warn|info|debug|trace)$", description = "error, warn, info, debug or trace: at least this severe"), ("sinceSeconds" = Option<u64>, Query, maximum = 1000000000, description = "Only the last N seconds (at most 1e9, about 31 years)"), ("text" = Option<String>, Query, description = "Message or fields contain this text"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Most entries (default 100)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "{items}", body = Object),
         (status = 400, description = "Invalid level, sinceSeconds or limit", body = crate::openapi::ErrorBody),
         (status = 404, description = "No log database", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No admin token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The token is not an admin token", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Busy database, concurrency limit or timeout", body = crate::openapi::ErrorBody),
+        crate::openapi::AdminErrors,
     )
 )]
 pub(crate) async fn logs(
@@ -300,6 +298,16 @@ pub(crate) async fn logs(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("invalid_query", "limit is 1 to 1000")
             .with_details(json!({ "param": "limit" })));
+    }
+    if params
+        .since_seconds
+        .is_some_and(|seconds| seconds > MAX_SINCE_SECONDS)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("sinceSeconds is at most {MAX_SINCE_SECONDS}"),
+        )
+        .with_details(json!({ "param": "sinceSeconds" })));
     }
     let since = params
         .since_seconds
