@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::filter::Op;
 use crate::limits::StoreConfig;
-use crate::names::FieldPath;
+use crate::names::{FieldPath, json_step};
 use crate::query::Sort;
 use crate::spec::{CollectionSpec, FieldType};
 
@@ -50,6 +50,12 @@ impl Filter {
             Filter::Field { path, op, value } => {
                 field_matches(value_at_path(document, path), *op, value)
             }
+            Filter::AnyElement { path, filter } => match value_at_path(document, path) {
+                Some(Json::Array(elements)) => {
+                    elements.iter().any(|element| filter.matches(element))
+                }
+                _ => false,
+            },
         }
     }
 
@@ -207,20 +213,17 @@ fn value_at<'a>(document: &'a Json, path: &FieldPath) -> Option<&'a Json> {
         FieldPath::Version => document.get("version"),
         FieldPath::Body(segments) => segments
             .iter()
-            .try_fold(document, |value, segment| step(value, segment)),
+            .try_fold(document, |value, segment| json_step(value, segment)),
     }
 }
 
 /// The value at a dotted path as written in a filter (system fields are top-level keys of
-/// the JSON form, so they need no special case).
+/// the JSON form, so they need no special case; `""`, inside an element, is the element).
 fn value_at_path<'a>(document: &'a Json, path: &str) -> Option<&'a Json> {
-    path.split('.')
-        .try_fold(document, |value, segment| step(value, segment))
-}
-
-/// One path segment: an object key.
-fn step<'a>(value: &'a Json, segment: &str) -> Option<&'a Json> {
-    value.as_object()?.get(segment)
+    if path.is_empty() {
+        return Some(document);
+    }
+    path.split('.').try_fold(document, json_step)
 }
 
 /// Order within one scalar type; `None` across types or for non-scalars.
