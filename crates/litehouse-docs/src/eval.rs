@@ -23,10 +23,11 @@ impl Filter {
     /// `document` is a document in its JSON form, system fields included
     /// ([`Document::to_json`](crate::Document::to_json)). For every filter that
     /// [`Filter::check`] accepts on a collection, the answer is the one `Store::find` gives on
-    /// that collection, on either engine. A filter that `check` refuses has no defined
-    /// answer (it never panics; the result is simply meaningless), so check a filter once,
-    /// when it arrives, and then match it against as many documents as needed: matching
-    /// allocates nothing.
+    /// that collection, on either engine. Check a filter once, when it arrives, then match
+    /// it against as many documents as needed: matching allocates nothing. Only match
+    /// checked filters: a refused filter has no defined answer, and the walk recurses once
+    /// per level of `and`/`or`/`not`/`anyElement`, which `check` bounds (a filter built in
+    /// code thousands of levels deep would overflow the stack).
     ///
     /// The declared types of the collection need not be passed: a checked filter's operands
     /// already have the declared type of their path, and a comparison never crosses types,
