@@ -661,6 +661,14 @@ mod tests {
     }
 
     #[test]
+    fn any_element_reads_as_json() {
+        let filter = Filter::any_element("items", Filter::eq("sku", "a1"));
+        let text = json!({"anyElement": {"path": "items", "filter": {"field": {"path": "sku", "op": "eq", "value": "a1"}}}});
+        assert_eq!(serde_json::to_value(&filter).unwrap(), text);
+        assert_eq!(serde_json::from_value::<Filter>(text).unwrap(), filter);
+    }
+
+    #[test]
     fn operators_parse_by_name() {
         for op in Op::ALL {
             assert_eq!(op.name().parse::<Op>().unwrap(), op);
