@@ -177,6 +177,14 @@ pub enum Error {
         /// The missing document id.
         target_id: String,
     },
+    /// The collection's spec changed while the call ran (another store dropped, recreated or
+    /// re-indexed it) and nothing was done. The store retries such calls itself; this is
+    /// only seen when the spec keeps changing. Safe to retry.
+    #[error("the spec of collection {collection:?} changed during the call; nothing was done")]
+    SpecChanged {
+        /// The collection.
+        collection: String,
+    },
     /// The SQLite engine failed (busy, closed, I/O, ...).
     #[error("sqlite: {0}")]
     Sqlite(litehouse::Error),
@@ -265,9 +273,11 @@ impl Error {
         }
     }
 
-    /// True when the database was busy and the call may be retried.
+    /// True when the database was busy, or a collection's spec kept changing
+    /// ([`Error::SpecChanged`]), and the call may be retried.
     pub fn is_busy(&self) -> bool {
         match self {
+            Error::SpecChanged { .. } => true,
             Error::Sqlite(inner) => inner.is_busy(),
             Error::Postgres { code, .. } => {
                 matches!(code.as_deref(), Some("40001" | "40P01" | "55P03"))

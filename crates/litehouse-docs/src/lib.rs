@@ -8,6 +8,8 @@
 //! - [`CollectionSpec`]: typed indexes ([`IndexSpec`], [`FieldType`]), unique indexes, and
 //!   references ([`ReferenceSpec`], [`OnDelete`]).
 //! - [`Filter`] and [`Op`]: the filter AST; [`Sort`], [`Paging`], [`Page`]: order and pages.
+//!   [`Filter::matches`] and [`SortOrder`] evaluate filters and sorts in memory with the
+//!   engines' answers (for change feeds and subscriptions).
 //! - [`Error`]: one error type; bad input is refused before any SQL is built.
 //!
 //! ```
@@ -47,6 +49,7 @@ mod compile;
 mod conn;
 mod document;
 mod error;
+mod eval;
 mod filter;
 mod index;
 mod limits;
@@ -62,6 +65,7 @@ mod transfer;
 pub use cascade::DeleteReport;
 pub use document::{Document, MAX_DOCUMENT_DEPTH};
 pub use error::{Error, Result};
+pub use eval::SortOrder;
 pub use filter::{
     Filter, MAX_FILTER_DEPTH, MAX_FILTER_LEAVES, MAX_FILTER_STRING, MAX_IN_VALUES, Op,
 };

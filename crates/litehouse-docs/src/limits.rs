@@ -167,7 +167,9 @@ impl StoreConfig {
                 Filter::And(items) | Filter::Or(items) => {
                     pending.extend(items.iter().map(|item| (item, depth + 1)));
                 }
-                Filter::Not(item) => pending.push((item, depth + 1)),
+                Filter::Not(item) | Filter::AnyElement { filter: item, .. } => {
+                    pending.push((item, depth + 1));
+                }
                 Filter::Field { value, .. } => {
                     // Operands are scalars or arrays of scalars; anything deeper is refused
                     // by the compiler, but must not be walked or cloned recursively first.
@@ -248,7 +250,7 @@ pub(crate) fn dispose_filter(filter: Filter) {
     while let Some(filter) = pending.pop() {
         match filter {
             Filter::And(items) | Filter::Or(items) => pending.extend(items),
-            Filter::Not(item) => pending.push(*item),
+            Filter::Not(item) | Filter::AnyElement { filter: item, .. } => pending.push(*item),
             Filter::Field { value, .. } => dispose(value),
         }
     }

@@ -63,10 +63,22 @@ pub(crate) async fn insert(
     texts: &[String],
     origin: Origin,
 ) -> Result<Vec<Document>> {
+    let spec = load_spec(c, collection).await?;
+    insert_with_spec(c, collection, &spec, documents, texts, origin).await
+}
+
+/// [`insert`] with the collection's current spec already read.
+pub(crate) async fn insert_with_spec(
+    c: &impl Conn,
+    collection: &str,
+    spec: &CollectionSpec,
+    documents: Vec<Document>,
+    texts: &[String],
+    origin: Origin,
+) -> Result<Vec<Document>> {
     if texts.len() != documents.len() {
         return Err(Error::corrupt("a document without its text"));
     }
-    let spec = load_spec(c, collection).await?;
     let unique: Vec<UniqueIndex> = spec
         .indexes
         .iter()
@@ -86,11 +98,11 @@ pub(crate) async fn insert(
             check_unique_batch(c, collection, index, chunk, taken).await?;
         }
         if origin == Origin::New {
-            check_references_batch(c, collection, &spec, chunk).await?;
+            check_references_batch(c, collection, spec, chunk).await?;
         }
         insert_rows(c, collection, chunk, chunk_texts)
             .await
-            .map_err(|err| engine_unique(err, collection, &spec))?;
+            .map_err(|err| engine_unique(err, collection, spec))?;
     }
     Ok(documents)
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use crate::cascade::{self, DeleteReport};
-use crate::catalog;
+use crate::catalog::{self, SpecCache, SpecCheck, retry_on_spec_change, with_spec};
 use crate::document::{Document, check_bodies, check_body, merge_patch};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
@@ -69,6 +69,8 @@ impl Default for PostgresConfig {
 pub struct Store {
     pub(crate) backend: Backend,
     pub(crate) config: StoreConfig,
+    /// Specs read so far; always re-checked against the catalog (see [`SpecCache`]).
+    pub(crate) specs: SpecCache,
 }
 
 #[derive(Clone)]
@@ -178,6 +180,7 @@ impl Store {
         let store = Store {
             backend: Backend::Sqlite(db),
             config: StoreConfig::default(),
+            specs: SpecCache::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
@@ -230,6 +233,7 @@ impl Store {
                 dialect: Dialect::postgres(schema),
             },
             config: StoreConfig::default(),
+            specs: SpecCache::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
@@ -351,13 +355,52 @@ impl Store {
             .into_iter()
             .map(|(body, text)| (ops::new_document(body), text))
             .unzip();
-        in_transaction!(self, transaction, |c| ops::insert(
-            c,
-            &collection,
-            documents,
-            &texts,
-            ops::Origin::New
-        ))
+        if self.pipelines_spec_checks() && documents.len() <= PIPELINED_BATCH {
+            // Small batches (single creates) on PostgreSQL: the spec check rides along with
+            // the first statement, and a batch whose spec changed meanwhile runs again.
+            return retry_on_spec_change(|check| {
+                let (documents, texts) = (documents.clone(), texts.clone());
+                let (specs, collection) = (self.specs.clone(), collection.clone());
+                async move {
+                    in_transaction!(self, transaction, |c| {
+                        let name: &str = &collection;
+                        with_spec(c, &specs, name, check, move |cached| async move {
+                            ops::insert_with_spec(
+                                c,
+                                name,
+                                &cached.spec,
+                                documents,
+                                &texts,
+                                ops::Origin::New,
+                            )
+                            .await
+                        })
+                    })
+                }
+            })
+            .await;
+        }
+        let specs = self.specs.clone();
+        in_transaction!(self, transaction, |c| {
+            let name: &str = &collection;
+            with_spec(
+                c,
+                &specs,
+                name,
+                SpecCheck::First,
+                move |cached| async move {
+                    ops::insert_with_spec(
+                        c,
+                        name,
+                        &cached.spec,
+                        documents,
+                        &texts,
+                        ops::Origin::New,
+                    )
+                    .await
+                },
+            )
+        })
     }
 
     /// Reads one document.
@@ -367,10 +410,23 @@ impl Store {
     pub async fn get(&self, collection: &str, id: &str) -> Result<Document> {
         let collection = checked_collection(collection)?;
         let id = id.to_owned();
-        in_transaction!(self, read, |c| async {
-            catalog::load_spec(c, &collection).await?;
-            ops::get(c, &collection, &id, false).await
+        let specs = self.specs.clone();
+        // A get needs no spec, only to know the collection exists: on PostgreSQL the catalog
+        // read and the get go together (a missing table fails the get, and the catalog says
+        // why).
+        retry_on_spec_change(|check| {
+            let (specs, collection, id) = (specs.clone(), collection.clone(), id.clone());
+            async move {
+                in_transaction!(self, read, |c| with_spec(
+                    c,
+                    &specs,
+                    &collection,
+                    check,
+                    |_| ops::get(c, &collection, &id, false)
+                ))
+            }
         })
+        .await
     }
 
     /// Replaces a document's body; with `expected_version`, only if it is at that version.
@@ -492,13 +548,21 @@ impl Store {
     pub async fn find(&self, collection: &str, query: &Query) -> Result<Page> {
         let collection = checked_collection(collection)?;
         self.check_query(query)?;
-        let query = query.clone();
         let config = self.config;
-        in_transaction!(self, read, |c| async {
-            let spec = catalog::load_spec(c, &collection).await?;
-            let plan = plan(&query, &spec.path_types()?, &config)?;
-            ops::find(c, &collection, &plan).await
+        let specs = self.specs.clone();
+        retry_on_spec_change(|check| {
+            let (specs, collection, query) = (specs.clone(), collection.clone(), query.clone());
+            async move {
+                in_transaction!(self, read, |c| {
+                    let (name, query): (&str, &Query) = (&collection, &query);
+                    with_spec(c, &specs, name, check, move |cached| async move {
+                        let plan = plan(query, &cached.types, &config)?;
+                        ops::find(c, name, &plan).await
+                    })
+                })
+            }
         })
+        .await
     }
 
     /// Counts the documents matching `filter` (all when `None`).
@@ -526,7 +590,17 @@ impl Store {
     }
 }
 
+/// Batches up to this size pipeline their spec check on PostgreSQL (and are cloned for a
+/// possible second attempt); larger ones read the spec first.
+const PIPELINED_BATCH: usize = 16;
+
 impl Store {
+    /// Whether calls send the catalog read with their work (PostgreSQL, where it saves a
+    /// round trip). On SQLite every statement is in-process, so the spec is read first.
+    fn pipelines_spec_checks(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+
     /// The checks a query must pass before it is cloned or compiled (both recursive).
     pub(crate) fn check_query(&self, query: &Query) -> Result<()> {
         if let Some(filter) = &query.filter {
