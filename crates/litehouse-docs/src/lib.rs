@@ -45,6 +45,7 @@
 
 mod cascade;
 mod catalog;
+mod changes;
 mod compile;
 mod conn;
 mod document;
@@ -63,6 +64,10 @@ mod store;
 mod transfer;
 
 pub use cascade::DeleteReport;
+pub use changes::{
+    Change, ChangeEvent, ChangeFilter, ChangeOp, ChangePage, ChangeStream, Cursor,
+    MAX_CHANGES_PAGE, POLL_INTERVAL,
+};
 pub use document::{Document, MAX_DOCUMENT_DEPTH};
 pub use error::{Error, Result};
 pub use eval::SortOrder;

@@ -104,6 +104,8 @@ pub(crate) async fn insert_with_spec(
             .await
             .map_err(|err| engine_unique(err, collection, spec))?;
     }
+    crate::changes::record_documents(c, collection, crate::changes::ChangeOp::Create, &documents)
+        .await?;
     Ok(documents)
 }
 
