@@ -44,6 +44,9 @@ pub(crate) const META_TABLE: &str = "_litehouse_meta";
 /// see other processes' commits).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Events a subscriber's queue holds by default ([`Store::subscribe`]).
+pub const DEFAULT_QUEUE: usize = 1024;
+
 /// Changes read per step of a subscription.
 const SUBSCRIBE_BATCH: usize = 500;
 
@@ -652,11 +655,16 @@ impl Store {
     /// Follows the change log: first every change after `after` (or, when `None`, only
     /// changes committed from now on), then [`ChangeEvent::UpToDate`], then live changes,
     /// with no gap and no duplicate at the switch (the log table is read from the last
-    /// position in both phases). The queue holds `queue` events (at least 1); a subscriber
+    /// position in both phases). The queue holds [`DEFAULT_QUEUE`] events; a subscriber
     /// that lets it fill gets [`ChangeEvent::Reset`] with the last cursor it received and the
     /// stream ends. An error (such as [`Error::CursorExpired`]) is yielded once, then the
     /// stream ends. Must be called on a tokio runtime; dropping the stream stops its task.
-    pub fn subscribe(
+    pub fn subscribe(&self, after: Option<Cursor>, filter: ChangeFilter) -> Result<ChangeStream> {
+        self.subscribe_with_queue(after, filter, DEFAULT_QUEUE)
+    }
+
+    /// [`Store::subscribe`] with a queue of `queue` events instead of [`DEFAULT_QUEUE`].
+    pub fn subscribe_with_queue(
         &self,
         after: Option<Cursor>,
         filter: ChangeFilter,

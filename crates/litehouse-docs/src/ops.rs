@@ -288,7 +288,11 @@ async fn check_references_batch(
 }
 
 /// Imported ids must not exist yet.
-async fn check_new_ids(c: &impl Conn, collection: &str, documents: &[Document]) -> Result<()> {
+pub(crate) async fn check_new_ids(
+    c: &impl Conn,
+    collection: &str,
+    documents: &[Document],
+) -> Result<()> {
     let dialect = c.dialect();
     let mut sql = Sql::new(dialect);
     sql.push("SELECT id FROM ")
