@@ -291,3 +291,37 @@ async fn bad_requests_caps_and_expired_cursors() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_needs_the_read_scope() {
+    let config = ServerConfig {
+        require_token: true,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(&Backend::Sqlite, config).await;
+    let collection = server
+        .post("/api/collections", &json!({"name": "notes"}))
+        .bearer_auth(crate::util::ADMIN)
+        .send()
+        .await
+        .expect("create collection");
+    assert_eq!(collection.status(), 201);
+    expect_error(
+        open(&server, "collections=notes", None).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let allowed = server
+        .get("/api/realtime?collections=notes")
+        .bearer_auth(crate::util::ADMIN)
+        .send()
+        .await
+        .expect("realtime");
+    assert_eq!(allowed.status(), 200);
+    let mut events = SseReader::new(allowed);
+    let first = events.next().await.expect("read").expect("event");
+    assert_eq!(first.event, "upToDate");
+    drop(events);
+    server.stop().await;
+}
