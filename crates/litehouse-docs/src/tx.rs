@@ -106,6 +106,8 @@ enum Slot {
 struct Shared {
     slot: Mutex<Slot>,
     origin: Mutex<Option<String>>,
+    /// Set once the transaction is over: a `Tx` kept past it gets [`Error::Misuse`].
+    finished: std::sync::atomic::AtomicBool,
 }
 
 /// The handle of one [`Store::transaction`]. Its methods run in the transaction; their
@@ -133,12 +135,25 @@ fn misuse() -> Error {
     }
 }
 
+fn ended() -> Error {
+    Error::Misuse {
+        reason: "this Tx belongs to a transaction that has ended".into(),
+    }
+}
+
 fn unexpected() -> Error {
     Error::corrupt("a transaction request got another kind of answer")
 }
 
 impl Tx {
     async fn call(&self, request: Request) -> Result<Response> {
+        if self
+            .shared
+            .finished
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(ended());
+        }
         {
             let mut slot = lock(&self.shared.slot);
             if !matches!(*slot, Slot::Empty) {
@@ -147,6 +162,13 @@ impl Tx {
             *slot = Slot::Request(request);
         }
         std::future::poll_fn(|_| {
+            if self
+                .shared
+                .finished
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                return Poll::Ready(Err(ended()));
+            }
             let mut slot = lock(&self.shared.slot);
             match std::mem::take(&mut *slot) {
                 Slot::Response(response) => Poll::Ready(response),
@@ -674,7 +696,12 @@ impl Store {
             config: self.config,
         };
         let config = self.config;
-        in_transaction!(self, transaction, |c| drive(c, &shared, &config, work(tx)))
+        let finished = Arc::clone(&shared);
+        let result = in_transaction!(self, transaction, |c| drive(c, &shared, &config, work(tx)));
+        finished
+            .finished
+            .store(true, std::sync::atomic::Ordering::Release);
+        result
     }
 
     /// Creates a document with a caller-chosen id (a lowercase hyphenated UUID, for example

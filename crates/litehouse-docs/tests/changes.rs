@@ -341,12 +341,13 @@ async fn slow_subscriber_gets_reset_with_last_delivered() {
                 other => panic!("unexpected {other:?}"),
             }
         };
-        assert_eq!(delivered.len(), 4);
+        // At least the queue's worth arrived (more if this side read while it filled).
+        assert!((4..20).contains(&delivered.len()), "{delivered:?}");
         assert_eq!(Some(&reset), delivered.last());
         assert!(stream.next().await.is_none());
         // Resuming from the reset cursor continues exactly.
         let rest = all_since(&store, reset).await?;
-        assert_eq!(rest.len(), 16);
+        assert_eq!(rest.len(), 20 - delivered.len());
         Ok(())
     })
     .await;
@@ -487,20 +488,27 @@ async fn transactions_commit_together_or_not_at_all() {
         assert!(matches!(misuse, Error::Misuse { .. }), "{misuse}");
         assert!(misuse.to_string().contains("only the Tx's own methods"));
         let real = store.create("notes", json!({"real": true})).await?;
-        let mut events = Vec::new();
-        while events.len() < 2 {
+        // The first change the subscriber sees (before or after its upToDate, depending on
+        // when its task ran) is the committed one.
+        let first = loop {
             match tokio::time::timeout(Duration::from_secs(5), live.next()).await? {
-                Some(Ok(event)) => events.push(event),
+                Some(Ok(ChangeEvent::UpToDate(_))) => {}
+                Some(Ok(ChangeEvent::Change(change))) => break change,
                 other => panic!("unexpected {other:?}"),
             }
-        }
-        assert!(matches!(&events[0], ChangeEvent::UpToDate(_)));
-        assert!(matches!(&events[1], ChangeEvent::Change(change) if change.id == real.id));
+        };
+        assert_eq!(first.id, real.id);
         assert_eq!(store.count("notes", None).await?, 2);
         let ghost = store
             .transaction(|tx| async move { tx.meta_get("sync", "ghost").await })
             .await?;
         assert_eq!(ghost, None);
+        // A Tx kept past its transaction is refused, not left waiting.
+        let kept = store.transaction(|tx| async move { Ok(tx) }).await?;
+        assert!(matches!(
+            kept.get("notes", &real.id).await,
+            Err(Error::Misuse { .. })
+        ));
         Ok(())
     })
     .await;
