@@ -12,6 +12,7 @@ use crate::sql::{Engine, Param, Sql};
 pub(crate) async fn ensure_catalog(c: &impl Conn) -> Result<()> {
     c.execute(&Sql::plain(c.dialect(), c.dialect().create_catalog()))
         .await?;
+    crate::changes::ensure(c).await?;
     Ok(())
 }
 
@@ -181,6 +182,14 @@ pub(crate) async fn create_collection(
         .bind(Param::Text(spec_text))
         .push(")");
     c.execute(&insert).await?;
+    crate::changes::record(
+        c,
+        vec![crate::changes::NewChange::collection(
+            collection,
+            crate::changes::ChangeOp::CollectionCreate,
+        )],
+    )
+    .await?;
     Ok(())
 }
 
@@ -237,6 +246,14 @@ pub(crate) async fn drop_collection(c: &impl Conn, collection: &str) -> Result<(
         .push(" WHERE name = ");
     delete.bind(Param::Text(collection.to_owned()));
     c.execute(&delete).await?;
+    crate::changes::record(
+        c,
+        vec![crate::changes::NewChange::collection(
+            collection,
+            crate::changes::ChangeOp::CollectionDrop,
+        )],
+    )
+    .await?;
     Ok(())
 }
 

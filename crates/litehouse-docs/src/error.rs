@@ -196,6 +196,26 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// A change-feed cursor is older than what the change log keeps (see
+    /// [`StoreConfig::change_retention_count`](crate::StoreConfig::change_retention_count)):
+    /// re-read the collections, then follow the feed from [`Store::head`](crate::Store::head).
+    #[error(
+        "cursor {cursor} is older than the change log's oldest kept position {oldest}: re-read the collection and resume from the current head"
+    )]
+    CursorExpired {
+        /// The cursor as given.
+        cursor: String,
+        /// The oldest cursor still accepted.
+        oldest: String,
+    },
+    /// An API used in a way it cannot work (for example awaiting something other than the
+    /// transaction's own methods inside [`Store::transaction`](crate::Store::transaction) on
+    /// SQLite).
+    #[error("misuse: {reason}")]
+    Misuse {
+        /// What was wrong and what to do instead.
+        reason: String,
+    },
     /// Stored data could not be read back (a bug or a foreign write).
     #[error("corrupt data: {reason}")]
     Corrupt {

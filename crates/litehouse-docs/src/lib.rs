@@ -45,6 +45,7 @@
 
 mod cascade;
 mod catalog;
+mod changes;
 mod compile;
 mod conn;
 mod document;
@@ -61,8 +62,13 @@ mod spec;
 mod sql;
 mod store;
 mod transfer;
+mod tx;
 
 pub use cascade::DeleteReport;
+pub use changes::{
+    Change, ChangeEvent, ChangeFilter, ChangeOp, ChangePage, ChangeStream, Cursor, DEFAULT_QUEUE,
+    MAX_CHANGES_PAGE, POLL_INTERVAL,
+};
 pub use document::{Document, MAX_DOCUMENT_DEPTH};
 pub use error::{Error, Result};
 pub use eval::SortOrder;
@@ -78,6 +84,7 @@ pub use spec::{
 };
 pub use store::{MAX_BATCH, PostgresConfig, Store};
 pub use transfer::Explain;
+pub use tx::{MAX_META_SCAN, Tx};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -104,6 +104,8 @@ pub(crate) async fn insert_with_spec(
             .await
             .map_err(|err| engine_unique(err, collection, spec))?;
     }
+    crate::changes::record_documents(c, collection, crate::changes::ChangeOp::Create, &documents)
+        .await?;
     Ok(documents)
 }
 
@@ -286,7 +288,11 @@ async fn check_references_batch(
 }
 
 /// Imported ids must not exist yet.
-async fn check_new_ids(c: &impl Conn, collection: &str, documents: &[Document]) -> Result<()> {
+pub(crate) async fn check_new_ids(
+    c: &impl Conn,
+    collection: &str,
+    documents: &[Document],
+) -> Result<()> {
     let dialect = c.dialect();
     let mut sql = Sql::new(dialect);
     sql.push("SELECT id FROM ")

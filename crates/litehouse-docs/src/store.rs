@@ -6,6 +6,7 @@ use serde_json::Value as Json;
 
 use crate::cascade::{self, DeleteReport};
 use crate::catalog::{self, SpecCache, SpecCheck, retry_on_spec_change, with_spec};
+use crate::changes::{self, ChangeOp};
 use crate::document::{Document, check_bodies, check_body, merge_patch};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
@@ -71,6 +72,8 @@ pub struct Store {
     pub(crate) config: StoreConfig,
     /// Specs read so far; always re-checked against the catalog (see [`SpecCache`]).
     pub(crate) specs: SpecCache,
+    /// The change feed's wake-ups and pruning pace, shared by clones.
+    pub(crate) feed: crate::changes::Feed,
 }
 
 #[derive(Clone)]
@@ -95,23 +98,46 @@ impl std::fmt::Debug for Backend {
 /// store's engine: on SQLite inside a litehouse write or read closure, on PostgreSQL in a
 /// pooled transaction. An error rolls everything back.
 macro_rules! in_transaction {
-    ($store:expr, $mode:ident, |$c:ident| $body:expr) => {
-        match &$store.backend {
+    ($store:expr, $mode:ident, |$c:ident| $body:expr) => {{
+        // `read` runs on a read-only snapshot; everything else writes. A write may carry one
+        // bounded prune step of the change log, and wakes the feed's subscribers after COMMIT.
+        let read_only = stringify!($mode) == "read";
+        let prune = if read_only {
+            None
+        } else {
+            $store.feed.prune_ticket(&$store.config)
+        };
+        let result = match &$store.backend {
             $crate::store::Backend::Sqlite(db) => db
                 .$mode(move |conn| {
                     let $c = &$crate::conn::SqliteConn::new(conn, $crate::sql::Dialect::sqlite());
-                    $crate::conn::run_ready($body).map_err(litehouse::Error::user)
+                    $crate::conn::run_ready(async {
+                        let value: $crate::error::Result<_> = $body.await;
+                        let value = value?;
+                        if let Some(retention) = prune {
+                            $crate::changes::prune($c, retention).await?;
+                        }
+                        Ok(value)
+                    })
+                    .map_err(litehouse::Error::user)
                 })
                 .await
                 .map_err($crate::error::Error::from),
             $crate::store::Backend::Postgres { pool, dialect } => {
                 let mut client = pool.get().await?;
-                // `read` runs on a read-only snapshot; everything else writes.
-                let read_only = stringify!($mode) == "read";
                 let transaction = $crate::store::begin_postgres(&mut client, read_only).await?;
                 let result = {
                     let $c = &$crate::pg::PgConn::new(&transaction, dialect.clone());
-                    $body.await
+                    let body: $crate::error::Result<_> = $body.await;
+                    match body {
+                        Ok(value) => match prune {
+                            Some(retention) => {
+                                $crate::changes::prune($c, retention).await.map(|_| value)
+                            }
+                            None => Ok(value),
+                        },
+                        Err(err) => Err(err),
+                    }
                 };
                 // Dropping an uncommitted transaction rolls it back.
                 match result {
@@ -122,8 +148,12 @@ macro_rules! in_transaction {
                     Err(err) => Err(err),
                 }
             }
+        };
+        if !read_only && result.is_ok() {
+            $store.feed.committed();
         }
-    };
+        result
+    }};
 }
 pub(crate) use in_transaction;
 
@@ -181,6 +211,7 @@ impl Store {
             backend: Backend::Sqlite(db),
             config: StoreConfig::default(),
             specs: SpecCache::default(),
+            feed: crate::changes::Feed::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
@@ -234,6 +265,7 @@ impl Store {
             },
             config: StoreConfig::default(),
             specs: SpecCache::default(),
+            feed: crate::changes::Feed::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
@@ -449,13 +481,17 @@ impl Store {
         };
         let body = check_body(body, &self.config)?;
         let id = id.to_owned();
-        in_transaction!(self, transaction, |c| ops::update(
-            c,
-            &collection,
-            &id,
-            expected_version,
-            |_| Ok(body)
-        ))
+        in_transaction!(self, transaction, |c| async {
+            let document = ops::update(c, &collection, &id, expected_version, |_| Ok(body)).await?;
+            changes::record_documents(
+                c,
+                &collection,
+                ChangeOp::Replace,
+                std::slice::from_ref(&document),
+            )
+            .await?;
+            Ok(document)
+        })
     }
 
     /// Applies an RFC 7386 JSON merge patch (an object; `null` removes a key).
@@ -505,17 +541,22 @@ impl Store {
         };
         let config = self.config;
         let id = id.to_owned();
-        in_transaction!(self, transaction, |c| ops::update(
-            c,
-            &collection,
-            &id,
-            expected_version,
-            |current| {
+        in_transaction!(self, transaction, |c| async {
+            let document = ops::update(c, &collection, &id, expected_version, |current| {
                 let mut body = Json::Object(current.body.clone());
                 merge_patch(&mut body, &patch);
                 check_body(body, &config)
-            }
-        ))
+            })
+            .await?;
+            changes::record_documents(
+                c,
+                &collection,
+                ChangeOp::Patch,
+                std::slice::from_ref(&document),
+            )
+            .await?;
+            Ok(document)
+        })
     }
 
     /// Deletes a document, applying reference rules (cascade, restrict, set null) through

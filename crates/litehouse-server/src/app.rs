@@ -44,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(collections::drop_index))
         .routes(routes!(docs::list, docs::create))
         .routes(routes!(docs::get, docs::replace, docs::patch, docs::delete))
+        .routes(routes!(crate::realtime::subscribe))
         .split_for_parts();
     let openapi = Arc::new(openapi_json(openapi, config));
     let debug_routes = crate::debug::routes(state.debug_handles().clone());
@@ -109,6 +110,8 @@ fn needed_scope(method: &Method, path: &str) -> Option<Scope> {
         Some(Scope::Admin)
     } else if path == "/metrics" {
         // Open on loopback like the data routes; needs a token with --require-token.
+        Some(Scope::Read)
+    } else if path == "/api/realtime" {
         Some(Scope::Read)
     } else if path.starts_with("/api/collections") {
         let reads = [Method::GET, Method::HEAD, Method::OPTIONS];

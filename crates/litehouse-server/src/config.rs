@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Where `POST /api/debug/db/backup` writes copies; `None` refuses backups.
     pub backup_dir: Option<PathBuf>,
+    /// Most open `/api/realtime` subscriptions; more are answered 503.
+    pub max_realtime_subscribers: usize,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: 512,
             cors_origins: Vec::new(),
             backup_dir: None,
+            max_realtime_subscribers: 1000,
         }
     }
 }

@@ -163,6 +163,12 @@ impl From<litehouse_docs::Error> for ApiError {
             E::InvalidCursor { reason } => {
                 bad("invalid_cursor").with_details(json!({ "reason": reason }))
             }
+            E::CursorExpired { cursor, oldest } => ApiError::new(
+                StatusCode::GONE,
+                "cursor_expired",
+                format!("{message}; read the collections again (GET .../docs) and subscribe without a cursor"),
+            )
+            .with_details(json!({ "cursor": cursor, "oldest": oldest })),
             E::CollectionNotFound { collection } => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "collection_not_found",

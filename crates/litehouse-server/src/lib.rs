@@ -38,6 +38,7 @@ mod extract;
 mod metrics;
 mod openapi;
 mod query_params;
+mod realtime;
 mod serve;
 mod state;
 

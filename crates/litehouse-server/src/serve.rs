@@ -281,6 +281,12 @@ impl Server {
         };
         let state = AppState::new(store, debug, config);
         tracing::info!(%local_addr, "serving");
+        // Realtime streams never finish on their own: end them when shutdown starts.
+        let realtime = state.realtime().clone();
+        let shutdown = async move {
+            shutdown.await;
+            realtime.close();
+        };
         axum::serve(listener, app(state))
             .with_graceful_shutdown(shutdown)
             .await?;

@@ -23,6 +23,7 @@ struct Inner {
     metrics: Metrics,
     auth: Auth,
     list_limits: ListLimits,
+    realtime: crate::realtime::Hub,
     config: ServerConfig,
 }
 
@@ -45,6 +46,7 @@ impl AppState {
             max_concurrent_requests: _,
             cors_origins: _,
             backup_dir: _,
+            max_realtime_subscribers,
         } = &config;
         let auth = Auth::new(
             admin_token,
@@ -64,6 +66,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 auth,
                 list_limits,
+                realtime: crate::realtime::Hub::new(*max_realtime_subscribers),
                 config,
             }),
         }
@@ -95,6 +98,10 @@ impl AppState {
 
     pub(crate) fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    pub(crate) fn realtime(&self) -> &crate::realtime::Hub {
+        &self.inner.realtime
     }
 
     pub(crate) fn list_limits(&self) -> &ListLimits {

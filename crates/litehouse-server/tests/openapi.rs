@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/debug/db/{action}"),
     ("get", "/api/debug/logs"),
     ("get", "/api/debug/explain/{collection}"),
+    ("get", "/api/realtime"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

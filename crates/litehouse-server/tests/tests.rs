@@ -8,4 +8,5 @@ mod docs;
 mod limits;
 mod list;
 mod openapi;
+mod realtime;
 mod util;
