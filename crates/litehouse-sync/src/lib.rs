@@ -1,0 +1,21 @@
+//! Offline-first sync between edge devices and a litehouse server.
+//!
+//! - [`protocol`](crate::PushRequest): the JSON wire types (push with producer id, epoch and
+//!   gapless sequence; pull over an opaque cursor) and the last-writer-wins order
+//!   ([`lww_wins`]).
+//! - [`SyncMachine`]: the device's sync logic without I/O: events in, actions out.
+//! - [`FaultProxy`]: a TCP proxy for tests that drops, hangs, resets or delays connections.
+
+mod fault_proxy;
+mod machine;
+mod protocol;
+
+pub use fault_proxy::{FaultMode, FaultProxy};
+pub use machine::{
+    Action, Event, LogRecord, Millis, PullFailure, PushFailure, SyncConfig, SyncMachine, SyncState,
+    SyncStatus,
+};
+pub use protocol::{
+    GapResponse, Hlc, Op, OutboxEntry, PullResponse, PulledChange, PushRequest, PushResponse,
+    Rejection, StaleEpochResponse, lww_wins,
+};

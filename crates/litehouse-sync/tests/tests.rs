@@ -1,0 +1,5 @@
+//! Integration tests of litehouse-sync (one test binary).
+
+mod machine;
+mod proxy;
+mod sim;
