@@ -4,12 +4,16 @@
 //!   gapless sequence; pull over an opaque cursor) and the last-writer-wins order
 //!   ([`lww_wins`]).
 //! - [`SyncMachine`]: the device's sync logic without I/O: events in, actions out.
+//! - [`SyncDriver`]: runs the machine on tokio over an [`HttpTransport`] and a local [`Replica`].
 //! - [`FaultProxy`]: a TCP proxy for tests that drops, hangs, resets or delays connections.
 
+mod driver;
 mod fault_proxy;
 mod machine;
 mod protocol;
+mod transport;
 
+pub use driver::{DriverStopped, Replica, SyncDriver};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use machine::{
     Action, Event, LogRecord, Millis, PullFailure, PushFailure, SyncConfig, SyncMachine, SyncState,
@@ -19,3 +23,4 @@ pub use protocol::{
     GapResponse, Hlc, Op, OutboxEntry, PullResponse, PulledChange, PushRequest, PushResponse,
     Rejection, StaleEpochResponse, lww_wins,
 };
+pub use transport::HttpTransport;

@@ -113,6 +113,17 @@ pub enum Event {
         /// Outcome.
         result: Result<PullResponse, PullFailure>,
     },
+    /// Applying an [`Action::ApplyBatch`] failed locally: `cursor` is the cursor still stored
+    /// on the device. The machine goes back to it and retries the pull with backoff.
+    ApplyFailed {
+        /// The cursor the device still has.
+        cursor: Option<String>,
+        /// What went wrong.
+        error: String,
+    },
+    /// Some other local step failed (e.g. marking entries synced); recorded in the status.
+    /// Harmless for correctness: unmarked entries are re-sent and the server deduplicates them.
+    LocalError(String),
     /// Offline mode: stop talking to the server (local writes continue).
     Pause,
     /// Leave offline mode.
@@ -403,6 +414,16 @@ impl SyncMachine {
                 return out;
             }
             Event::Timer => {}
+            Event::ApplyFailed { cursor, error } => {
+                self.cursor = cursor;
+                self.pull_more = false;
+                self.inflight = None;
+                self.fail(now, "apply-failed", error, &mut out);
+            }
+            Event::LocalError(error) => {
+                self.log(&mut out, now, "local-error", error.clone());
+                self.last_error = Some(error);
+            }
             Event::PushResult { req, result } => {
                 if matches!(self.inflight, Some(Inflight::Push { req: r, .. }) if r == req) {
                     self.inflight = None;

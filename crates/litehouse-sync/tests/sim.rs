@@ -15,23 +15,23 @@ use litehouse_sync::{
 use proptest::prelude::*;
 
 #[derive(Debug, Clone, PartialEq)]
-struct Doc {
-    hlc: Hlc,
-    device: String,
-    body: Option<serde_json::Value>,
+pub(crate) struct Doc {
+    pub(crate) hlc: Hlc,
+    pub(crate) device: String,
+    pub(crate) body: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default)]
-struct Server {
+pub(crate) struct Server {
     producers: HashMap<String, (u64, u64)>,
-    docs: BTreeMap<String, Doc>,
-    log: Vec<PulledChange>,
+    pub(crate) docs: BTreeMap<String, Doc>,
+    pub(crate) log: Vec<PulledChange>,
     floor: usize,
-    processed: HashMap<String, u32>,
+    pub(crate) processed: HashMap<String, u32>,
 }
 
 impl Server {
-    fn push(&mut self, req: &PushRequest) -> Result<PushResponse, PushFailure> {
+    pub(crate) fn push(&mut self, req: &PushRequest) -> Result<PushResponse, PushFailure> {
         let (epoch, last) = self.producers.get(&req.device).copied().unwrap_or((0, 0));
         if req.epoch < epoch {
             return Err(PushFailure::StaleEpoch(StaleEpochResponse {
@@ -82,7 +82,7 @@ impl Server {
         })
     }
 
-    fn pull(&self, cursor: Option<&str>) -> Result<PullResponse, PullFailure> {
+    pub(crate) fn pull(&self, cursor: Option<&str>) -> Result<PullResponse, PullFailure> {
         let from: usize = cursor.map_or(0, |c| c.parse().unwrap());
         if from < self.floor {
             return Err(PullFailure::Expired);
@@ -95,7 +95,7 @@ impl Server {
         })
     }
 
-    fn read_all(&self) -> PullResponse {
+    pub(crate) fn read_all(&self) -> PullResponse {
         PullResponse {
             changes: self.docs.iter().map(|(id, d)| change(id, d)).collect(),
             next: Some(self.log.len().to_string()),

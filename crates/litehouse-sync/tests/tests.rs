@@ -1,5 +1,6 @@
 //! Integration tests of litehouse-sync (one test binary).
 
+mod http;
 mod machine;
 mod proxy;
 mod sim;
