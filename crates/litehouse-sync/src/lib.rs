@@ -3,6 +3,7 @@
 //! - [`protocol`](crate::PushRequest): the JSON wire types (push with producer id, epoch and
 //!   gapless sequence; pull over an opaque cursor) and the last-writer-wins order
 //!   ([`lww_wins`]).
+//! - [`admit`]: the server's push decision (duplicate / apply / gap / stale epoch) without I/O.
 //! - [`SyncMachine`]: the device's sync logic without I/O: events in, actions out.
 //! - [`SyncDriver`]: runs the machine on tokio over an [`HttpTransport`] and a local [`Replica`].
 //! - [`FaultProxy`]: a TCP proxy for tests that drops, hangs, resets or delays connections.
@@ -10,6 +11,7 @@
 mod driver;
 mod fault_proxy;
 mod machine;
+mod producer;
 mod protocol;
 mod transport;
 
@@ -19,6 +21,7 @@ pub use machine::{
     Action, Event, LogRecord, Millis, PullFailure, PushFailure, SyncConfig, SyncMachine, SyncState,
     SyncStatus,
 };
+pub use producer::{Admission, AdmitError, ProducerState, admit};
 pub use protocol::{
     GapResponse, Hlc, Op, OutboxEntry, PullResponse, PulledChange, PushRequest, PushResponse,
     Rejection, StaleEpochResponse, lww_wins,

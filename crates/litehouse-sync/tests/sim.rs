@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use litehouse_sync::{
-    Action, Event, GapResponse, Hlc, Op, OutboxEntry, PullFailure, PullResponse, PulledChange,
-    PushFailure, PushRequest, PushResponse, Rejection, StaleEpochResponse, SyncConfig, SyncMachine,
-    lww_wins,
+    Action, AdmitError, Event, Hlc, Op, OutboxEntry, ProducerState, PullFailure, PullResponse,
+    PulledChange, PushFailure, PushRequest, PushResponse, Rejection, SyncConfig, SyncMachine,
+    admit, lww_wins,
 };
 use proptest::prelude::*;
 
@@ -23,7 +23,7 @@ pub(crate) struct Doc {
 
 #[derive(Debug, Default)]
 pub(crate) struct Server {
-    producers: HashMap<String, (u64, u64)>,
+    producers: HashMap<String, ProducerState>,
     pub(crate) docs: BTreeMap<String, Doc>,
     pub(crate) log: Vec<PulledChange>,
     floor: usize,
@@ -32,26 +32,15 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn push(&mut self, req: &PushRequest) -> Result<PushResponse, PushFailure> {
-        let (epoch, last) = self.producers.get(&req.device).copied().unwrap_or((0, 0));
-        if req.epoch < epoch {
-            return Err(PushFailure::StaleEpoch(StaleEpochResponse {
-                current_epoch: epoch,
-            }));
-        }
-        let mut last = if req.epoch > epoch { 0 } else { last };
-        if req.first_seq > last + 1 {
-            return Err(PushFailure::Gap(GapResponse {
-                expected_seq: last + 1,
-                received_seq: req.first_seq,
-            }));
-        }
+        let state = self.producers.get(&req.device).copied();
+        let admission = match admit(state, req) {
+            Ok(a) => a,
+            Err(AdmitError::Gap(g)) => return Err(PushFailure::Gap(g)),
+            Err(AdmitError::StaleEpoch(e)) => return Err(PushFailure::StaleEpoch(e)),
+            Err(e @ AdmitError::Invalid(_)) => panic!("the machine sent a bad request: {e}"),
+        };
         let mut rejected = Vec::new();
-        for e in &req.entries {
-            if e.seq <= last {
-                continue; // duplicate: acknowledged, not applied again
-            }
-            assert_eq!(e.seq, last + 1, "batches are gapless");
-            last = e.seq;
+        for e in &req.entries[admission.skip..] {
             *self.processed.entry(e.op_id.clone()).or_default() += 1;
             if e.body.get("bad").is_some() {
                 rejected.push(Rejection {
@@ -75,9 +64,9 @@ impl Server {
                 self.docs.insert(e.doc_id.clone(), incoming);
             }
         }
-        self.producers.insert(req.device.clone(), (req.epoch, last));
+        self.producers.insert(req.device.clone(), admission.next);
         Ok(PushResponse {
-            acked_seq: last,
+            acked_seq: admission.next.last_seq,
             rejected,
         })
     }
