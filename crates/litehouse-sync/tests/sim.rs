@@ -120,6 +120,8 @@ struct Device {
     timer: Option<u64>,
     /// Silently partitioned: messages to and from it are lost, and it is not told.
     cut: bool,
+    /// Incremented by each crash/restart.
+    life: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +138,8 @@ struct InFlight {
     at: u64,
     dev: usize,
     req: u64,
+    /// The device process that sent it (a restarted device never sees older answers).
+    life: u32,
     msg: Msg,
 }
 
@@ -167,6 +171,9 @@ enum Step {
     Resume(usize),
     Force(usize),
     Compact,
+    /// Kill the device process and start it again from what it stored durably (documents,
+    /// outbox, acknowledged seq, cursor); requests it already sent still reach the server.
+    Restart(usize),
 }
 
 fn config(seed: u64) -> SyncConfig {
@@ -198,6 +205,7 @@ impl Sim {
                     cursor: None,
                     timer: Some(0),
                     cut: false,
+                    life: 0,
                 }
             })
             .collect();
@@ -239,10 +247,12 @@ impl Sim {
         } else {
             0
         };
+        let life = self.devices[dev].life;
         self.net.push(InFlight {
             at: self.now + latency + delayed,
             dev,
             req,
+            life,
             msg,
         });
     }
@@ -333,6 +343,7 @@ impl Sim {
 
     fn deliver(&mut self, m: InFlight) {
         let dev = m.dev;
+        let stale = m.life != self.devices[dev].life;
         if self.devices[dev].cut {
             return;
         }
@@ -350,13 +361,13 @@ impl Sim {
             Msg::Pull(cursor) => Msg::PullResult(self.server.pull(cursor.as_deref())),
             Msg::ReadAll => Msg::PullResult(Ok(self.server.read_all())),
             Msg::PushResult(result) => {
-                if !self.lost() {
+                if !stale && !self.lost() {
                     self.event(dev, Event::PushResult { req: m.req, result });
                 }
                 return;
             }
             Msg::PullResult(result) => {
-                if !self.lost() {
+                if !stale && !self.lost() {
                     self.event(dev, Event::PullResult { req: m.req, result });
                 }
                 return;
@@ -417,6 +428,18 @@ impl Sim {
             Step::Resume(d) => self.event(d % n, Event::Resume),
             Step::Force(d) => self.event(d % n, Event::ForceSync),
             Step::Compact => self.server.floor = self.server.log.len(),
+            Step::Restart(d) => self.restart(d % n),
+        }
+    }
+
+    fn restart(&mut self, dev: usize) {
+        let d = &mut self.devices[dev];
+        d.life += 1;
+        let seed = self.rng ^ u64::from(d.life);
+        d.machine = SyncMachine::new(config(seed), &d.name, 1, d.cursor.clone(), d.acked);
+        d.timer = Some(self.now);
+        for e in d.outbox.clone() {
+            self.event(dev, Event::LocalWrite(e));
         }
     }
 
@@ -484,6 +507,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         1 => (0..3usize).prop_map(Step::Resume),
         1 => (0..3usize).prop_map(Step::Force),
         1 => Just(Step::Compact),
+        1 => (0..3usize).prop_map(Step::Restart),
     ]
 }
 
@@ -497,7 +521,7 @@ fn run_case(n: usize, seed: u64, loss: u64, steps: Vec<Step>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn exactly_once_and_convergence_under_faults(
