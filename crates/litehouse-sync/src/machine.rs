@@ -367,6 +367,16 @@ impl SyncMachine {
         }
         match event {
             Event::LocalWrite(entry) => {
+                if entry.seq > self.highest_seq + 1 {
+                    // The device's outbox skipped sequences: the server will refuse the batch
+                    // (409) until they appear. Say so now rather than at the first push.
+                    let msg = format!(
+                        "outbox gap: seq {} follows {}; the server will refuse it",
+                        entry.seq, self.highest_seq
+                    );
+                    self.log(&mut out, now, "local-error", msg.clone());
+                    self.last_error = Some(msg);
+                }
                 if entry.seq > self.highest_seq {
                     self.highest_seq = entry.seq;
                     self.pending.push_back((entry, now));

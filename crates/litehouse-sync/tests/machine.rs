@@ -467,3 +467,16 @@ fn gap_and_stale_epoch_responses() {
     assert_eq!(st.pending, 1);
     assert!(matches!(st.state, SyncState::BackingOff { .. }));
 }
+
+#[test]
+fn outbox_gap_is_reported_at_once() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let a = m.handle(10, Event::LocalWrite(entry(&clock, 2)));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Log(l) if l.kind == "local-error"))
+    );
+    assert!(m.status(10).last_error.unwrap().contains("outbox gap"));
+    assert_eq!(m.status(10).pending, 1);
+}
