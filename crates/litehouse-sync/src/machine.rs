@@ -23,8 +23,10 @@ use crate::protocol::{
 /// Milliseconds on the caller's monotonic clock. The machine only compares and adds them.
 pub type Millis = u64;
 
-/// Tuning of a [`SyncMachine`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Tuning of a [`SyncMachine`]. Serializable (missing fields take their defaults) so a
+/// device can keep it in its config table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
     /// Most entries in one push.
     pub max_batch: usize,
@@ -191,7 +193,7 @@ pub enum Action {
 }
 
 /// One sync-log record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogRecord {
     /// When.
     pub at: Millis,
@@ -202,7 +204,8 @@ pub struct LogRecord {
 }
 
 /// Coarse state, as the seed's demo shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum SyncState {
     /// Connected and idle (or waiting for the next poll).
     Online,
@@ -222,8 +225,8 @@ pub enum SyncState {
     Stopped,
 }
 
-/// A snapshot of the machine's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A snapshot of the machine's status (serializable for a status endpoint or a demo).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SyncStatus {
     /// Coarse state.
     pub state: SyncState,

@@ -480,3 +480,17 @@ fn outbox_gap_is_reported_at_once() {
     assert!(m.status(10).last_error.unwrap().contains("outbox gap"));
     assert_eq!(m.status(10).pending, 1);
 }
+
+#[test]
+fn config_and_status_serialize() {
+    let c: SyncConfig = serde_json::from_str(r#"{"max_backoff": 5000}"#).unwrap();
+    assert_eq!(c.max_backoff, 5_000);
+    assert_eq!(c.base_backoff, SyncConfig::default().base_backoff);
+    let err = serde_json::from_str::<SyncConfig>(r#"{"max_backof": 1}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field"), "{err}");
+    let m = idle_machine();
+    let v = serde_json::to_value(m.status(1)).unwrap();
+    assert_eq!(v["state"], serde_json::json!({"state": "online"}));
+    assert_eq!(v["pending"], 0);
+    assert_eq!(v["cursor"], "c0");
+}
