@@ -122,6 +122,8 @@ struct Device {
     cut: bool,
     /// Incremented by each crash/restart.
     life: u32,
+    /// Changes when the local database is recreated.
+    epoch: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +153,8 @@ struct Sim {
     rng: u64,
     loss_pct: u64,
     written: Vec<String>,
+    /// Operations whose outbox was wiped before they were acknowledged: applied at most once.
+    lost: std::collections::HashSet<String>,
     events: u64,
 }
 
@@ -174,6 +178,9 @@ enum Step {
     /// Kill the device process and start it again from what it stored durably (documents,
     /// outbox, acknowledged seq, cursor); requests it already sent still reach the server.
     Restart(usize),
+    /// The device's database file is deleted and recreated: a new epoch, sequences from 1,
+    /// no documents, no cursor; unacknowledged local writes are lost.
+    Recreate(usize),
 }
 
 fn config(seed: u64) -> SyncConfig {
@@ -201,6 +208,7 @@ impl Sim {
                     docs: BTreeMap::new(),
                     outbox: Vec::new(),
                     next_seq: 1,
+                    epoch: 1,
                     acked: 0,
                     cursor: None,
                     timer: Some(0),
@@ -217,6 +225,7 @@ impl Sim {
             rng: seed | 1,
             loss_pct,
             written: Vec::new(),
+            lost: std::collections::HashSet::new(),
             events: 0,
         }
     }
@@ -241,13 +250,18 @@ impl Sim {
     }
 
     fn send(&mut self, dev: usize, req: u64, msg: Msg) {
+        let life = self.devices[dev].life;
+        self.send_as(dev, life, req, msg);
+    }
+
+    /// Send a message belonging to the device process `life` (a reply keeps its request's).
+    fn send_as(&mut self, dev: usize, life: u32, req: u64, msg: Msg) {
         let latency = 1 + self.rand(40);
         let delayed = if self.rand(10) == 0 {
             self.rand(3_000)
         } else {
             0
         };
-        let life = self.devices[dev].life;
         self.net.push(InFlight {
             at: self.now + latency + delayed,
             dev,
@@ -309,7 +323,7 @@ impl Sim {
         let d = &mut self.devices[dev];
         let seq = d.next_seq;
         d.next_seq += 1;
-        let op_id = format!("{}-{seq}", d.name);
+        let op_id = format!("{}-e{}-{seq}", d.name, d.epoch);
         let body = if bad {
             serde_json::json!({"bad": true})
         } else if delete {
@@ -373,7 +387,7 @@ impl Sim {
                 return;
             }
         };
-        self.send(dev, m.req, reply);
+        self.send_as(dev, m.life, m.req, reply);
     }
 
     /// Run every message delivery and timer up to `until`.
@@ -429,6 +443,16 @@ impl Sim {
             Step::Force(d) => self.event(d % n, Event::ForceSync),
             Step::Compact => self.server.floor = self.server.log.len(),
             Step::Restart(d) => self.restart(d % n),
+            Step::Recreate(i) => {
+                let d = &mut self.devices[i % n];
+                self.lost.extend(d.outbox.drain(..).map(|e| e.op_id));
+                d.epoch += 1;
+                d.next_seq = 1;
+                d.acked = 0;
+                d.cursor = None;
+                d.docs.clear();
+                self.restart(i % n);
+            }
         }
     }
 
@@ -436,7 +460,7 @@ impl Sim {
         let d = &mut self.devices[dev];
         d.life += 1;
         let seed = self.rng ^ u64::from(d.life);
-        d.machine = SyncMachine::new(config(seed), &d.name, 1, d.cursor.clone(), d.acked);
+        d.machine = SyncMachine::new(config(seed), &d.name, d.epoch, d.cursor.clone(), d.acked);
         d.timer = Some(self.now);
         for e in d.outbox.clone() {
             self.event(dev, Event::LocalWrite(e));
@@ -480,6 +504,11 @@ impl Sim {
 
     fn check(&self) {
         for op in &self.written {
+            if self.lost.contains(op) {
+                let n = self.server.processed.get(op).copied().unwrap_or(0);
+                assert!(n <= 1, "lost op {op} processed {n} times");
+                continue;
+            }
             assert_eq!(
                 self.server.processed.get(op).copied(),
                 Some(1),
@@ -487,7 +516,12 @@ impl Sim {
                 self.server.processed.get(op)
             );
         }
-        assert_eq!(self.server.processed.len(), self.written.len());
+        assert!(
+            self.server
+                .processed
+                .keys()
+                .all(|op| self.written.contains(op))
+        );
         for d in &self.devices {
             assert_eq!(d.docs, self.server.docs, "{} diverged", d.name);
         }
@@ -508,6 +542,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         1 => (0..3usize).prop_map(Step::Force),
         1 => Just(Step::Compact),
         1 => (0..3usize).prop_map(Step::Restart),
+        1 => (0..3usize).prop_map(Step::Recreate),
     ]
 }
 
