@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::list_collections;
+use crate::changes::{ChangeOp, NewChange};
 use crate::conn::Conn;
-use crate::document::now_timestamp;
+use crate::document::{Document, now_timestamp};
 use crate::error::{Error, Result};
 use crate::names::FieldPath;
 use crate::ops::{check_version, get};
@@ -114,6 +115,8 @@ pub(crate) async fn delete(
             .or_default()
             .push(doomed_id.clone());
     }
+    // Every deleted and rewritten document is a change, appended in this transaction.
+    let mut changes = Vec::new();
     for (doomed_collection, ids) in by_collection {
         for chunk in ids.chunks(ID_CHUNK) {
             let mut sql = Sql::new(&dialect);
@@ -121,10 +124,20 @@ pub(crate) async fn delete(
                 .push(&dialect.table(doomed_collection))
                 .push(" WHERE id IN ");
             sql.bind_list(chunk.iter().map(|id| Param::Text(id.clone())));
+            sql.push(" RETURNING id, CAST(version AS TEXT)");
+            let rows = c.texts(&sql).await?;
             *report
                 .deleted
                 .entry(doomed_collection.to_owned())
-                .or_default() += c.execute(&sql).await?;
+                .or_default() += rows.len() as u64;
+            for row in rows {
+                if let [Some(id), Some(version)] = row.as_slice() {
+                    let version = version
+                        .parse()
+                        .map_err(|_| Error::corrupt("a version that is not a number"))?;
+                    changes.push(NewChange::delete(doomed_collection, id.clone(), version));
+                }
+            }
         }
     }
     for ((referencing_collection, path), mut ids) in to_null {
@@ -134,10 +147,21 @@ pub(crate) async fn delete(
         ids.sort();
         ids.dedup();
         if !ids.is_empty() {
-            let changed = set_null(c, &referencing_collection, &path, &ids).await?;
-            *report.nulled.entry(referencing_collection).or_default() += changed;
+            let rewritten = set_null(c, &referencing_collection, &path, &ids).await?;
+            *report
+                .nulled
+                .entry(referencing_collection.clone())
+                .or_default() += rewritten.len() as u64;
+            for document in &rewritten {
+                changes.push(NewChange::document(
+                    &referencing_collection,
+                    ChangeOp::Replace,
+                    document,
+                )?);
+            }
         }
     }
+    crate::changes::record(c, changes).await?;
     Ok(report)
 }
 
@@ -179,17 +203,18 @@ async fn referencing(
     Ok(found)
 }
 
+/// Returns the rewritten documents.
 async fn set_null(
     c: &impl Conn,
     collection: &str,
     path: &FieldPath,
     ids: &[String],
-) -> Result<u64> {
+) -> Result<Vec<Document>> {
     let dialect = c.dialect();
     let Some(segments) = path.body() else {
         return Err(Error::corrupt("a reference on a system field"));
     };
-    let mut changed = 0;
+    let mut changed = Vec::new();
     for chunk in ids.chunks(ID_CHUNK) {
         let mut sql = Sql::new(dialect);
         sql.push("UPDATE ")
@@ -200,7 +225,8 @@ async fn set_null(
             .bind(Param::Text(now_timestamp()))
             .push(", version = version + 1 WHERE id IN ");
         sql.bind_list(chunk.iter().map(|id| Param::Text(id.clone())));
-        changed += c.execute(&sql).await?;
+        sql.push(" RETURNING ").push(dialect.document_columns());
+        changed.extend(c.documents(&sql).await?);
     }
     Ok(changed)
 }

@@ -1,14 +1,18 @@
 //! The catalog: one row per collection with its spec, and the DDL that goes with it.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::names::{self, FieldPath};
 use crate::spec::{CollectionInfo, CollectionSpec, FieldType};
-use crate::sql::{Param, Sql};
+use crate::sql::{Engine, Param, Sql};
 
 pub(crate) async fn ensure_catalog(c: &impl Conn) -> Result<()> {
     c.execute(&Sql::plain(c.dialect(), c.dialect().create_catalog()))
         .await?;
+    crate::changes::ensure(c).await?;
     Ok(())
 }
 
@@ -178,6 +182,14 @@ pub(crate) async fn create_collection(
         .bind(Param::Text(spec_text))
         .push(")");
     c.execute(&insert).await?;
+    crate::changes::record(
+        c,
+        vec![crate::changes::NewChange::collection(
+            collection,
+            crate::changes::ChangeOp::CollectionCreate,
+        )],
+    )
+    .await?;
     Ok(())
 }
 
@@ -234,8 +246,171 @@ pub(crate) async fn drop_collection(c: &impl Conn, collection: &str) -> Result<(
         .push(" WHERE name = ");
     delete.bind(Param::Text(collection.to_owned()));
     c.execute(&delete).await?;
+    crate::changes::record(
+        c,
+        vec![crate::changes::NewChange::collection(
+            collection,
+            crate::changes::ChangeOp::CollectionDrop,
+        )],
+    )
+    .await?;
     Ok(())
 }
+
+/// A spec as stored in the catalog, with what every call derives from it.
+#[derive(Debug)]
+pub(crate) struct CachedSpec {
+    /// The catalog text it was read from: the cache entry is fresh while the row still
+    /// holds exactly this text.
+    text: String,
+    pub(crate) spec: CollectionSpec,
+    pub(crate) types: BTreeMap<FieldPath, FieldType>,
+}
+
+/// Most collections whose specs a store keeps; past it the cache starts over.
+const MAX_CACHED_SPECS: usize = 1024;
+
+/// The specs a store has read, by collection. An entry is only a guess: every call reads
+/// the catalog row again in its own transaction and acts only if the row's text is still
+/// the cached text, so another process or server that drops, recreates or re-indexes a
+/// collection is seen at once. What the cache saves is parsing and validating the spec
+/// (both engines) and, on PostgreSQL, the round trip: the catalog read is pipelined with
+/// the call's first statement ([`SpecCheck::Pipelined`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SpecCache(Arc<Mutex<HashMap<String, Arc<CachedSpec>>>>);
+
+impl SpecCache {
+    fn get(&self, collection: &str) -> Option<Arc<CachedSpec>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(collection)
+            .cloned()
+    }
+
+    fn put(&self, collection: &str, cached: Arc<CachedSpec>) {
+        let mut specs = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if specs.len() >= MAX_CACHED_SPECS && !specs.contains_key(collection) {
+            specs.clear();
+        }
+        specs.insert(collection.to_owned(), cached);
+    }
+
+    fn forget(&self, collection: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(collection);
+    }
+}
+
+/// How a call confirms that the spec it uses is current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpecCheck {
+    /// Read the catalog row first, then work with the spec it holds.
+    First,
+    /// PostgreSQL with a cached spec: send the catalog read and the work together (one
+    /// round trip saved). When the row turns out to have changed, the call fails with
+    /// [`Error::SpecChanged`], rolling the transaction back, and the caller runs it again.
+    Pipelined,
+}
+
+/// The spec text of `collection`, or `None` when there is no such collection.
+async fn load_spec_text(c: &impl Conn, collection: &str) -> Result<Option<String>> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push("SELECT spec FROM ")
+        .push(&c.dialect().catalog())
+        .push(" WHERE name = ");
+    sql.bind(Param::Text(collection.to_owned()));
+    let rows = c.texts(&sql).await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+        .flatten())
+}
+
+/// Runs `work` with the current spec of `collection`, read through `cache` (see
+/// [`SpecCache`]). With [`SpecCheck::Pipelined`] and a cached spec, `work` runs beside the
+/// catalog read and its outcome counts only if the spec was current.
+pub(crate) async fn with_spec<T, F, Fut>(
+    c: &impl Conn,
+    cache: &SpecCache,
+    collection: &str,
+    check: SpecCheck,
+    work: F,
+) -> Result<T>
+where
+    F: FnOnce(Arc<CachedSpec>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let cached = cache.get(collection);
+    // SQLite statements are in-process calls: nothing to save by pipelining.
+    let pipelined = check == SpecCheck::Pipelined && c.dialect().engine == Engine::Postgres;
+    if let (true, Some(cached)) = (pipelined, &cached) {
+        // `biased`: the catalog read is sent first, so it runs before the work's first
+        // statement even when that one fails and aborts the transaction.
+        let (text, outcome) = tokio::join!(
+            biased;
+            load_spec_text(c, collection),
+            work(Arc::clone(cached))
+        );
+        return match text? {
+            Some(text) if text == cached.text => outcome,
+            Some(_) => {
+                cache.forget(collection);
+                Err(Error::SpecChanged {
+                    collection: collection.to_owned(),
+                })
+            }
+            None => {
+                cache.forget(collection);
+                Err(Error::CollectionNotFound {
+                    collection: collection.to_owned(),
+                })
+            }
+        };
+    }
+    let Some(text) = load_spec_text(c, collection).await? else {
+        cache.forget(collection);
+        return Err(Error::CollectionNotFound {
+            collection: collection.to_owned(),
+        });
+    };
+    let current = match cached {
+        Some(cached) if cached.text == text => cached,
+        _ => {
+            let spec = catalog_spec(collection, &text)?;
+            let types = spec.path_types()?;
+            let fresh = Arc::new(CachedSpec { text, spec, types });
+            cache.put(collection, Arc::clone(&fresh));
+            fresh
+        }
+    };
+    work(current).await
+}
+
+/// Runs `attempt` again, up to [`SPEC_ATTEMPTS`] times in all, while it fails with
+/// [`Error::SpecChanged`]; the last attempt checks the spec first, so it cannot.
+pub(crate) async fn retry_on_spec_change<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut(SpecCheck) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    for _ in 1..SPEC_ATTEMPTS {
+        match attempt(SpecCheck::Pipelined).await {
+            Err(Error::SpecChanged { .. }) => continue,
+            outcome => return outcome,
+        }
+    }
+    attempt(SpecCheck::First).await
+}
+
+/// Attempts of a pipelined call whose spec keeps changing under it.
+const SPEC_ATTEMPTS: usize = 3;
 
 #[cfg(test)]
 mod tests {

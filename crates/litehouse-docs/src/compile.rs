@@ -29,6 +29,15 @@ fn push_node(sql: &mut Sql, dialect: &Dialect, node: &Node, negated: bool) {
             negated,
         ),
         Node::Not(item) => push_node(sql, dialect, item, !negated),
+        Node::AnyElement(segments, inner) => {
+            if negated {
+                sql.push("NOT COALESCE(");
+            }
+            push_any_element(sql, dialect, segments, inner);
+            if negated {
+                sql.push(", FALSE)");
+            }
+        }
         Node::Leaf(leaf) if negated => {
             sql.push("NOT COALESCE(");
             push_leaf(sql, dialect, leaf);
@@ -36,6 +45,20 @@ fn push_node(sql: &mut Sql, dialect: &Dialect, node: &Node, negated: bool) {
         }
         Node::Leaf(leaf) => push_leaf(sql, dialect, leaf),
     }
+}
+
+/// `EXISTS` over the elements of the array at `segments`, with the inner node's paths
+/// relative to the element.
+fn push_any_element(sql: &mut Sql, dialect: &Dialect, segments: &[String], inner: &Node) {
+    sql.push("(")
+        .push(&dialect.json_type(segments))
+        .push(" = '")
+        .push(dialect.array_type())
+        .push("' AND EXISTS (SELECT 1 FROM ")
+        .push(&dialect.elements(segments))
+        .push(" WHERE ");
+    push_node(sql, &dialect.in_element(), inner, false);
+    sql.push("))");
 }
 
 fn push_list(sql: &mut Sql, dialect: &Dialect, items: &[Node], joiner: &str, negated: bool) {
@@ -193,27 +216,27 @@ fn push_contains(sql: &mut Sql, dialect: &Dialect, segments: &[String], element:
         .push("' AND ");
     match dialect.engine {
         Engine::Sqlite => {
-            let path = format!("$.{}", segments.join("."));
-            sql.push("EXISTS (SELECT 1 FROM json_each(doc, '")
-                .push(&path)
-                .push("') AS e WHERE ");
+            // Alias `c`: `e` is the element of an enclosing `anyElement`.
+            sql.push("EXISTS (SELECT 1 FROM json_each(doc, ")
+                .push(&dialect.json_path(segments))
+                .push(") AS c WHERE ");
             match element {
                 None => {
-                    sql.push("e.type = 'null'");
+                    sql.push("c.type = 'null'");
                 }
                 Some((FieldType::Bool, Param::Bool(flag))) => {
                     sql.push(if *flag {
-                        "e.type = 'true'"
+                        "c.type = 'true'"
                     } else {
-                        "e.type = 'false'"
+                        "c.type = 'false'"
                     });
                 }
                 Some((FieldType::Number, value)) => {
-                    sql.push("e.type IN ('integer', 'real') AND e.atom = ")
+                    sql.push("c.type IN ('integer', 'real') AND c.atom = ")
                         .bind(value.clone());
                 }
                 Some((_, value)) => {
-                    sql.push("e.type = 'text' AND e.atom = ")
+                    sql.push("c.type = 'text' AND c.atom = ")
                         .bind(value.clone());
                 }
             }
@@ -225,9 +248,9 @@ fn push_contains(sql: &mut Sql, dialect: &Dialect, segments: &[String], element:
                 Some((_, value)) => value.to_json(),
             };
             let array = serde_json::Value::Array(vec![element_json]).to_string();
-            sql.push("(doc #> '{")
-                .push(&segments.join(","))
-                .push("}') @> ")
+            sql.push("(")
+                .push(&dialect.json_value(segments))
+                .push(") @> ")
                 .bind(Param::Json(array))
                 .push(")");
         }

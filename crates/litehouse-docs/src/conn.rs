@@ -29,6 +29,10 @@ pub(crate) trait Conn {
     async fn execute(&self, sql: &Sql) -> Result<u64>;
     /// The engine's query plan, one line per row.
     async fn plan(&self, sql: &Sql) -> Result<Vec<String>>;
+    /// The origin recorded on this transaction's changes ([`crate::Tx::set_origin`]).
+    fn origin(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Polls a future that never waits (the SQLite [`Conn`]) to completion.

@@ -104,11 +104,9 @@ impl Document {
 /// Walks `segments` through nested objects.
 pub(crate) fn body_value<'a>(body: &'a Map<String, Json>, segments: &[String]) -> Option<&'a Json> {
     let (first, rest) = segments.split_first()?;
-    let mut value = body.get(first)?;
-    for segment in rest {
-        value = value.as_object()?.get(segment)?;
-    }
-    Some(value)
+    rest.iter().try_fold(body.get(first)?, |value, segment| {
+        crate::names::json_step(value, segment)
+    })
 }
 
 /// Checks a body for input and drops the system keys, which the server owns.

@@ -177,6 +177,14 @@ pub enum Error {
         /// The missing document id.
         target_id: String,
     },
+    /// The collection's spec changed while the call ran (another store dropped, recreated or
+    /// re-indexed it) and nothing was done. The store retries such calls itself; this is
+    /// only seen when the spec keeps changing. Safe to retry.
+    #[error("the spec of collection {collection:?} changed during the call; nothing was done")]
+    SpecChanged {
+        /// The collection.
+        collection: String,
+    },
     /// The SQLite engine failed (busy, closed, I/O, ...).
     #[error("sqlite: {0}")]
     Sqlite(litehouse::Error),
@@ -187,6 +195,26 @@ pub enum Error {
         code: Option<String>,
         /// What failed.
         message: String,
+    },
+    /// A change-feed cursor is older than what the change log keeps (see
+    /// [`StoreConfig::change_retention_count`](crate::StoreConfig::change_retention_count)):
+    /// re-read the collections, then follow the feed from [`Store::head`](crate::Store::head).
+    #[error(
+        "cursor {cursor} is older than the change log's oldest kept position {oldest}: re-read the collection and resume from the current head"
+    )]
+    CursorExpired {
+        /// The cursor as given.
+        cursor: String,
+        /// The oldest cursor still accepted.
+        oldest: String,
+    },
+    /// An API used in a way it cannot work (for example awaiting something other than the
+    /// transaction's own methods inside [`Store::transaction`](crate::Store::transaction) on
+    /// SQLite).
+    #[error("misuse: {reason}")]
+    Misuse {
+        /// What was wrong and what to do instead.
+        reason: String,
     },
     /// Stored data could not be read back (a bug or a foreign write).
     #[error("corrupt data: {reason}")]
@@ -265,9 +293,11 @@ impl Error {
         }
     }
 
-    /// True when the database was busy and the call may be retried.
+    /// True when the database was busy, or a collection's spec kept changing
+    /// ([`Error::SpecChanged`]), and the call may be retried.
     pub fn is_busy(&self) -> bool {
         match self {
+            Error::SpecChanged { .. } => true,
             Error::Sqlite(inner) => inner.is_busy(),
             Error::Postgres { code, .. } => {
                 matches!(code.as_deref(), Some("40001" | "40P01" | "55P03"))

@@ -144,6 +144,17 @@ pub enum Filter {
         /// The operand: a scalar, an array for `in`/`nin`, a bool for `exists`.
         value: Json,
     },
+    /// The value at `path` is an array with at least one element matching `filter`, whose
+    /// paths are relative to the element: `""` is the element itself (for arrays of
+    /// scalars), `sku` a key of an element object, `0` the first item of an element array.
+    /// Inside, system field names are ordinary keys and no path has a declared type; an
+    /// `AnyElement` cannot nest inside another.
+    AnyElement {
+        /// Dotted path to the array (not a system field nor a declared path).
+        path: String,
+        /// The condition on one element.
+        filter: Box<Filter>,
+    },
 }
 
 macro_rules! constructors {
@@ -208,6 +219,25 @@ impl Filter {
         Filter::field(path, Op::Exists, present)
     }
 
+    /// Some element of the array at `path` matches `filter`, whose paths are relative to
+    /// the element (`""` is the element itself).
+    ///
+    /// ```
+    /// use litehouse_docs::Filter;
+    /// let cheap_widget = Filter::any_element(
+    ///     "items",
+    ///     Filter::all([Filter::eq("sku", "w-1"), Filter::lt("price", 10)]),
+    /// );
+    /// let urgent = Filter::any_element("tags", Filter::like("", "urgent%"));
+    /// # let _ = (cheap_widget, urgent);
+    /// ```
+    pub fn any_element(path: impl Into<String>, filter: Filter) -> Filter {
+        Filter::AnyElement {
+            path: path.into(),
+            filter: Box::new(filter),
+        }
+    }
+
     /// Every filter holds.
     pub fn all(filters: impl IntoIterator<Item = Filter>) -> Filter {
         Filter::And(filters.into_iter().collect())
@@ -230,6 +260,9 @@ pub(crate) enum Node {
     All(Vec<Node>),
     Any(Vec<Node>),
     Not(Box<Node>),
+    /// Some element of the array at the body path matches the node, whose paths are
+    /// relative to the element.
+    AnyElement(Vec<String>, Box<Node>),
     Leaf(Leaf),
 }
 
@@ -296,12 +329,22 @@ pub(crate) enum Leaf {
 struct Checker<'a> {
     types: &'a BTreeMap<FieldPath, FieldType>,
     leaves: usize,
+    /// Inside an `AnyElement`: paths are relative to the element.
+    in_element: bool,
 }
 
 /// Checks `filter` against the declared path types and returns its typed form.
 pub(crate) fn check(filter: &Filter, types: &BTreeMap<FieldPath, FieldType>) -> Result<Node> {
-    Checker { types, leaves: 0 }.node(filter, 0)
+    Checker {
+        types,
+        leaves: 0,
+        in_element: false,
+    }
+    .node(filter, 0)
 }
+
+/// No declared types inside an element.
+static NO_TYPES: BTreeMap<FieldPath, FieldType> = BTreeMap::new();
 
 fn invalid(reason: impl Into<String>) -> Error {
     Error::InvalidFilter {
@@ -346,9 +389,40 @@ impl Checker<'_> {
                 if self.leaves > MAX_FILTER_LEAVES {
                     return Err(invalid(format!("at most {MAX_FILTER_LEAVES} comparisons")));
                 }
-                self.field(&FieldPath::parse(path)?, *op, value)?
+                let path = if self.in_element {
+                    FieldPath::parse_relative(path)?
+                } else {
+                    FieldPath::parse(path)?
+                };
+                self.field(&path, *op, value)?
             }
+            Filter::AnyElement { path, filter } => self.any_element(path, filter, depth)?,
         })
+    }
+
+    fn any_element(&mut self, path: &str, filter: &Filter, depth: usize) -> Result<Node> {
+        if self.in_element {
+            return Err(invalid("anyElement cannot nest inside anyElement"));
+        }
+        let path = FieldPath::parse(path)?;
+        let Some(segments) = path.body() else {
+            return Err(invalid(format!(
+                "anyElement needs an array path, not {path}"
+            )));
+        };
+        if self.types.contains_key(&path) {
+            return Err(invalid(format!(
+                "anyElement needs an array path; {path} has a declared scalar type"
+            )));
+        }
+        let mut inner = Checker {
+            types: &NO_TYPES,
+            leaves: self.leaves,
+            in_element: true,
+        };
+        let node = inner.node(filter, depth + 1)?;
+        self.leaves = inner.leaves;
+        Ok(Node::AnyElement(segments.to_vec(), Box::new(node)))
     }
 
     fn nodes(&mut self, items: &[Filter], depth: usize) -> Result<Vec<Node>> {
@@ -584,6 +658,14 @@ mod tests {
             deep = Filter::negate(deep);
         }
         refuse(deep);
+    }
+
+    #[test]
+    fn any_element_reads_as_json() {
+        let filter = Filter::any_element("items", Filter::eq("sku", "a1"));
+        let text = json!({"anyElement": {"path": "items", "filter": {"field": {"path": "sku", "op": "eq", "value": "a1"}}}});
+        assert_eq!(serde_json::to_value(&filter).unwrap(), text);
+        assert_eq!(serde_json::from_value::<Filter>(text).unwrap(), filter);
     }
 
     #[test]

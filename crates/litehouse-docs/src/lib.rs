@@ -8,6 +8,8 @@
 //! - [`CollectionSpec`]: typed indexes ([`IndexSpec`], [`FieldType`]), unique indexes, and
 //!   references ([`ReferenceSpec`], [`OnDelete`]).
 //! - [`Filter`] and [`Op`]: the filter AST; [`Sort`], [`Paging`], [`Page`]: order and pages.
+//!   [`Filter::matches`] and [`SortOrder`] evaluate filters and sorts in memory with the
+//!   engines' answers (for change feeds and subscriptions).
 //! - [`Error`]: one error type; bad input is refused before any SQL is built.
 //!
 //! ```
@@ -43,10 +45,12 @@
 
 mod cascade;
 mod catalog;
+mod changes;
 mod compile;
 mod conn;
 mod document;
 mod error;
+mod eval;
 mod filter;
 mod index;
 mod limits;
@@ -58,10 +62,16 @@ mod spec;
 mod sql;
 mod store;
 mod transfer;
+mod tx;
 
 pub use cascade::DeleteReport;
+pub use changes::{
+    Change, ChangeEvent, ChangeFilter, ChangeOp, ChangePage, ChangeStream, Cursor, DEFAULT_QUEUE,
+    MAX_CHANGES_PAGE, POLL_INTERVAL,
+};
 pub use document::{Document, MAX_DOCUMENT_DEPTH};
 pub use error::{Error, Result};
+pub use eval::SortOrder;
 pub use filter::{
     Filter, MAX_FILTER_DEPTH, MAX_FILTER_LEAVES, MAX_FILTER_STRING, MAX_IN_VALUES, Op,
 };
@@ -74,6 +84,7 @@ pub use spec::{
 };
 pub use store::{MAX_BATCH, PostgresConfig, Store};
 pub use transfer::Explain;
+pub use tx::{MAX_META_SCAN, Tx};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

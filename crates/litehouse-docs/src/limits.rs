@@ -49,6 +49,13 @@ pub struct StoreConfig {
     pub max_sort_keys: usize,
     /// Largest `perPage`. Default 1,000 ([`MAX_PER_PAGE`](crate::MAX_PER_PAGE)).
     pub max_page_size: u64,
+    /// Most changes the change log keeps; older ones are pruned in bounded steps, and a
+    /// cursor before them gets [`Error::CursorExpired`]. `None`: no count limit. Default
+    /// 1,000,000.
+    pub change_retention_count: Option<u64>,
+    /// Oldest change the change log keeps, in milliseconds of age. `None`: no age limit.
+    /// Default 7 days.
+    pub change_retention_ms: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -62,6 +69,8 @@ impl Default for StoreConfig {
             max_filter_depth: crate::filter::MAX_FILTER_DEPTH,
             max_sort_keys: crate::query::MAX_SORT_KEYS,
             max_page_size: crate::query::MAX_PER_PAGE,
+            change_retention_count: Some(1_000_000),
+            change_retention_ms: Some(7 * 24 * 3600 * 1000),
         }
     }
 }
@@ -167,7 +176,9 @@ impl StoreConfig {
                 Filter::And(items) | Filter::Or(items) => {
                     pending.extend(items.iter().map(|item| (item, depth + 1)));
                 }
-                Filter::Not(item) => pending.push((item, depth + 1)),
+                Filter::Not(item) | Filter::AnyElement { filter: item, .. } => {
+                    pending.push((item, depth + 1));
+                }
                 Filter::Field { value, .. } => {
                     // Operands are scalars or arrays of scalars; anything deeper is refused
                     // by the compiler, but must not be walked or cloned recursively first.
@@ -248,7 +259,7 @@ pub(crate) fn dispose_filter(filter: Filter) {
     while let Some(filter) = pending.pop() {
         match filter {
             Filter::And(items) | Filter::Or(items) => pending.extend(items),
-            Filter::Not(item) => pending.push(*item),
+            Filter::Not(item) | Filter::AnyElement { filter: item, .. } => pending.push(*item),
             Filter::Field { value, .. } => dispose(value),
         }
     }

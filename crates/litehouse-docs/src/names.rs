@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use serde_json::Value as Json;
+
 use crate::error::{Error, Result};
 
 /// Longest collection name.
@@ -84,44 +86,95 @@ pub(crate) enum FieldPath {
     Body(Vec<String>),
 }
 
+/// Splits and checks a dotted path: identifiers, or array indexes (digits, no leading zero,
+/// at most [`MAX_INDEX_DIGITS`]); the first segment of a document path is a key, since a
+/// body is an object.
+fn parse_segments(path: &str, relative: bool) -> Result<Vec<String>> {
+    let shown: String = path.chars().take(80).collect();
+    let bad = |reason: String| Error::InvalidPath {
+        path: shown.clone(),
+        reason,
+    };
+    if path.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(bad(format!("it is longer than {MAX_PATH_LEN} bytes")));
+    }
+    let segments: Vec<&str> = path.split('.').collect();
+    if segments.len() > MAX_PATH_DEPTH {
+        return Err(bad(format!("it has more than {MAX_PATH_DEPTH} segments")));
+    }
+    for (position, segment) in segments.iter().enumerate() {
+        if segment.is_empty() {
+            return Err(bad("it has an empty segment".into()));
+        }
+        if is_index(segment) {
+            if position == 0 && !relative {
+                return Err(bad(
+                    "it starts with an array index; a document is an object".into(),
+                ));
+            }
+            if segment.len() > MAX_INDEX_DIGITS || (segment.len() > 1 && segment.starts_with('0')) {
+                return Err(bad(format!(
+                    "array index {segment:?} must have no leading zero and at most {MAX_INDEX_DIGITS} digits"
+                )));
+            }
+            continue;
+        }
+        litehouse::validate_identifier(segment).map_err(|err| {
+            bad(format!(
+                "segment {segment:?}: {err}; segments are ASCII letters, digits and _, or array indexes"
+            ))
+        })?;
+    }
+    Ok(segments.iter().map(|s| (*s).to_owned()).collect())
+}
+
 /// The top-level keys reserved for system fields; they are never stored in the body.
 pub(crate) const SYSTEM_KEYS: [&str; 4] = ["id", "createdAt", "updatedAt", "version"];
 
+/// Most digits in an array-index segment (indexes below 10^9).
+const MAX_INDEX_DIGITS: usize = 9;
+
+/// Whether a checked path segment is an array index (`0`, `12`; no sign, no leading zero).
+pub(crate) fn is_index(segment: &str) -> bool {
+    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// One step down a JSON value along a checked path segment: an array index selects an
+/// element of an array (and nothing in an object, even under a key `"0"`), any other segment
+/// a key of an object. Both engines' path expressions follow the same rule.
+pub(crate) fn json_step<'a>(value: &'a Json, segment: &str) -> Option<&'a Json> {
+    if is_index(segment) {
+        value.as_array()?.get(segment.parse::<usize>().ok()?)
+    } else {
+        value.as_object()?.get(segment)
+    }
+}
+
 impl FieldPath {
-    /// Parses a dotted path such as `address.city`.
+    /// Parses a dotted path such as `address.city` or `items.0.sku`.
     pub(crate) fn parse(path: &str) -> Result<FieldPath> {
-        let shown: String = path.chars().take(80).collect();
-        let bad = |reason: String| Error::InvalidPath {
-            path: shown.clone(),
-            reason,
-        };
-        if path.is_empty() {
-            return Err(bad("it is empty".into()));
-        }
-        if path.len() > MAX_PATH_LEN {
-            return Err(bad(format!("it is longer than {MAX_PATH_LEN} bytes")));
-        }
-        let segments: Vec<&str> = path.split('.').collect();
-        if segments.len() > MAX_PATH_DEPTH {
-            return Err(bad(format!("it has more than {MAX_PATH_DEPTH} segments")));
-        }
-        for segment in &segments {
-            if segment.is_empty() {
-                return Err(bad("it has an empty segment".into()));
-            }
-            litehouse::validate_identifier(segment).map_err(|err| {
-                bad(format!(
-                    "segment {segment:?}: {err}; segments are ASCII letters, digits and _"
-                ))
-            })?;
-        }
+        let segments = parse_segments(path, false)?;
         Ok(match segments.as_slice() {
-            ["id"] => FieldPath::Id,
-            ["createdAt"] => FieldPath::CreatedAt,
-            ["updatedAt"] => FieldPath::UpdatedAt,
-            ["version"] => FieldPath::Version,
-            _ => FieldPath::Body(segments.iter().map(|s| (*s).to_owned()).collect()),
+            [only] if only == "id" => FieldPath::Id,
+            [only] if only == "createdAt" => FieldPath::CreatedAt,
+            [only] if only == "updatedAt" => FieldPath::UpdatedAt,
+            [only] if only == "version" => FieldPath::Version,
+            _ => FieldPath::Body(segments),
         })
+    }
+
+    /// Parses a path relative to an array element (inside [`Filter::AnyElement`]): always a
+    /// body path, `""` being the element itself, and it may start with an index.
+    ///
+    /// [`Filter::AnyElement`]: crate::Filter::AnyElement
+    pub(crate) fn parse_relative(path: &str) -> Result<FieldPath> {
+        if path.is_empty() {
+            return Ok(FieldPath::Body(Vec::new()));
+        }
+        Ok(FieldPath::Body(parse_segments(path, true)?))
     }
 
     /// The body segments, or `None` for a system field.
@@ -180,7 +233,22 @@ mod tests {
         check("a'b", false);
         check("a\"b", false);
         check("a[0]", false);
-        check("a.0", false);
+        check("a.0", true);
+        check("a.0.b.12", true);
+        check("0.a", false);
+        check("a.01", false);
+        check("a.-1", false);
+        check("a.1234567890", false);
+        check("a.0x", false);
+        assert!(FieldPath::parse_relative("0.a").is_ok());
+        assert_eq!(
+            FieldPath::parse_relative("").unwrap(),
+            FieldPath::Body(Vec::new())
+        );
+        assert_eq!(
+            FieldPath::parse_relative("id").unwrap(),
+            FieldPath::Body(vec!["id".into()])
+        );
         check(&["a"; 9].join("."), false);
         check(&"a".repeat(300), false);
         assert_eq!(FieldPath::parse("id").unwrap(), FieldPath::Id);

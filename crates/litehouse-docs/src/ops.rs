@@ -63,10 +63,22 @@ pub(crate) async fn insert(
     texts: &[String],
     origin: Origin,
 ) -> Result<Vec<Document>> {
+    let spec = load_spec(c, collection).await?;
+    insert_with_spec(c, collection, &spec, documents, texts, origin).await
+}
+
+/// [`insert`] with the collection's current spec already read.
+pub(crate) async fn insert_with_spec(
+    c: &impl Conn,
+    collection: &str,
+    spec: &CollectionSpec,
+    documents: Vec<Document>,
+    texts: &[String],
+    origin: Origin,
+) -> Result<Vec<Document>> {
     if texts.len() != documents.len() {
         return Err(Error::corrupt("a document without its text"));
     }
-    let spec = load_spec(c, collection).await?;
     let unique: Vec<UniqueIndex> = spec
         .indexes
         .iter()
@@ -86,12 +98,14 @@ pub(crate) async fn insert(
             check_unique_batch(c, collection, index, chunk, taken).await?;
         }
         if origin == Origin::New {
-            check_references_batch(c, collection, &spec, chunk).await?;
+            check_references_batch(c, collection, spec, chunk).await?;
         }
         insert_rows(c, collection, chunk, chunk_texts)
             .await
-            .map_err(|err| engine_unique(err, collection, &spec))?;
+            .map_err(|err| engine_unique(err, collection, spec))?;
     }
+    crate::changes::record_documents(c, collection, crate::changes::ChangeOp::Create, &documents)
+        .await?;
     Ok(documents)
 }
 
@@ -274,7 +288,11 @@ async fn check_references_batch(
 }
 
 /// Imported ids must not exist yet.
-async fn check_new_ids(c: &impl Conn, collection: &str, documents: &[Document]) -> Result<()> {
+pub(crate) async fn check_new_ids(
+    c: &impl Conn,
+    collection: &str,
+    documents: &[Document],
+) -> Result<()> {
     let dialect = c.dialect();
     let mut sql = Sql::new(dialect);
     sql.push("SELECT id FROM ")

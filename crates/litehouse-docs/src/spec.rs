@@ -192,9 +192,18 @@ impl CollectionSpec {
         }
         for reference in &self.references {
             names::collection_name(&reference.collection)?;
-            if FieldPath::parse(&reference.path)?.body().is_none() {
+            let Some(segments) = FieldPath::parse(&reference.path)?
+                .body()
+                .map(<[String]>::to_vec)
+            else {
                 return Err(bad(format!(
                     "reference path {:?} is a system field",
+                    reference.path
+                )));
+            };
+            if segments.iter().any(|segment| names::is_index(segment)) {
+                return Err(bad(format!(
+                    "reference path {:?} addresses an array element",
                     reference.path
                 )));
             }

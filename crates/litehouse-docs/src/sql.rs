@@ -33,6 +33,9 @@ pub(crate) struct Dialect {
     pub(crate) engine: Engine,
     /// Already validated identifier; `None` for SQLite.
     schema: Option<String>,
+    /// Whether body paths are relative to the array element of an `any element` filter
+    /// (`e`, from `json_each` / `jsonb_array_elements`) instead of the document.
+    element: bool,
 }
 
 impl Dialect {
@@ -40,6 +43,7 @@ impl Dialect {
         Dialect {
             engine: Engine::Sqlite,
             schema: None,
+            element: false,
         }
     }
 
@@ -48,6 +52,89 @@ impl Dialect {
         Dialect {
             engine: Engine::Postgres,
             schema: Some(schema),
+            element: false,
+        }
+    }
+
+    /// The same dialect with body paths relative to the current array element, the row `e`
+    /// of [`Dialect::elements`].
+    pub(crate) fn in_element(&self) -> Dialect {
+        Dialect {
+            element: true,
+            ..self.clone()
+        }
+    }
+
+    /// A `FROM` item yielding the elements of the array at `segments` as `e` (nothing when
+    /// the value is not an array), for [`Dialect::in_element`] expressions.
+    pub(crate) fn elements(&self, segments: &[String]) -> String {
+        match self.engine {
+            // json_each also walks objects and yields a scalar itself, so the caller checks
+            // the type; SQLite's json_each never raises for a valid document.
+            Engine::Sqlite => format!("json_each(doc, {}) AS e", self.sqlite_path(segments)),
+            Engine::Postgres => {
+                let value = self.pg_value(segments, false);
+                format!(
+                    "jsonb_array_elements(CASE WHEN jsonb_typeof({value}) = 'array' THEN {value} \
+                     ELSE '[]'::jsonb END) AS e(v)"
+                )
+            }
+        }
+    }
+
+    /// SQLite: the JSON path expression of a body path (see [`Dialect::sqlite_path`]).
+    pub(crate) fn json_path(&self, segments: &[String]) -> String {
+        self.sqlite_path(segments)
+    }
+
+    /// PostgreSQL: the `jsonb` value at a body path, NULL when missing.
+    pub(crate) fn json_value(&self, segments: &[String]) -> String {
+        self.pg_value(segments, false)
+    }
+
+    /// SQLite: the JSON path expression for `segments`: a literal `'$.a[0].b'`, or, inside
+    /// an element, the element's full path with the rest appended.
+    fn sqlite_path(&self, segments: &[String]) -> String {
+        let mut suffix = String::new();
+        for segment in segments {
+            if names::is_index(segment) {
+                suffix.push('[');
+                suffix.push_str(segment);
+                suffix.push(']');
+            } else {
+                suffix.push('.');
+                suffix.push_str(segment);
+            }
+        }
+        match (self.element, suffix.is_empty()) {
+            (false, _) => format!("'${suffix}'"),
+            (true, true) => "e.fullkey".into(),
+            (true, false) => format!("(e.fullkey || '{suffix}')"),
+        }
+    }
+
+    /// PostgreSQL: the value at `segments` (`jsonb`, or `text` with `as_text`), NULL when
+    /// missing. `#>` also reads `"0"` as a key of an object; an index segment must select an
+    /// array element only, so each one is guarded by a type check of its parent.
+    fn pg_value(&self, segments: &[String], as_text: bool) -> String {
+        let root = if self.element { "e.v" } else { "doc" };
+        let operator = if as_text { "#>>" } else { "#>" };
+        let value = format!("{root} {operator} '{}'", postgres_path(segments));
+        let guards: Vec<String> = segments
+            .iter()
+            .enumerate()
+            .filter(|(_, segment)| names::is_index(segment))
+            .map(|(position, _)| {
+                format!(
+                    "jsonb_typeof({root} #> '{}') = 'array'",
+                    postgres_path(&segments[..position])
+                )
+            })
+            .collect();
+        if guards.is_empty() {
+            value
+        } else {
+            format!("(CASE WHEN {} THEN {value} END)", guards.join(" AND "))
         }
     }
 
@@ -148,8 +235,12 @@ impl Dialect {
             FieldPath::Body(segments) => segments,
         };
         match self.engine {
-            Engine::Sqlite => sqlite_extract(segments, extract),
-            Engine::Postgres => postgres_extract(segments, extract),
+            Engine::Sqlite => sqlite_extract(&self.sqlite_path(segments), extract),
+            Engine::Postgres => postgres_extract(
+                &self.pg_value(segments, false),
+                &self.pg_value(segments, true),
+                extract,
+            ),
         }
     }
 
@@ -157,8 +248,8 @@ impl Dialect {
     /// is `'null'` on both engines.
     pub(crate) fn json_type(&self, segments: &[String]) -> String {
         match self.engine {
-            Engine::Sqlite => format!("json_type(doc, '{}')", sqlite_path(segments)),
-            Engine::Postgres => format!("jsonb_typeof(doc #> '{}')", postgres_path(segments)),
+            Engine::Sqlite => format!("json_type(doc, {})", self.sqlite_path(segments)),
+            Engine::Postgres => format!("jsonb_typeof({})", self.pg_value(segments, false)),
         }
     }
 
@@ -170,7 +261,7 @@ impl Dialect {
     /// The document with the value at `segments` replaced by JSON null.
     pub(crate) fn set_null(&self, segments: &[String]) -> String {
         match self.engine {
-            Engine::Sqlite => format!("json_set(doc, '{}', NULL)", sqlite_path(segments)),
+            Engine::Sqlite => format!("json_set(doc, {}, NULL)", self.sqlite_path(segments)),
             Engine::Postgres => format!(
                 "jsonb_set(doc, '{}', 'null'::jsonb)",
                 postgres_path(segments)
@@ -197,52 +288,47 @@ impl Dialect {
     }
 }
 
-/// `$.a.b`: segments are identifiers, so no quoting is needed and none can be injected.
-fn sqlite_path(segments: &[String]) -> String {
-    format!("$.{}", segments.join("."))
-}
-
 /// `{a,b}`: a text[] literal of identifiers.
 fn postgres_path(segments: &[String]) -> String {
     format!("{{{}}}", segments.join(","))
 }
 
-fn sqlite_extract(segments: &[String], extract: Extract) -> String {
-    let path = sqlite_path(segments);
+/// `path` is a JSON path expression from [`Dialect::sqlite_path`].
+fn sqlite_extract(path: &str, extract: Extract) -> String {
     match extract {
         Extract::Typed(FieldType::String | FieldType::Datetime) => {
             format!(
-                "(CASE WHEN json_type(doc, '{path}') = 'text' THEN json_extract(doc, '{path}') END)"
+                "(CASE WHEN json_type(doc, {path}) = 'text' THEN json_extract(doc, {path}) END)"
             )
         }
         Extract::Typed(FieldType::Number) => format!(
-            "(CASE WHEN json_type(doc, '{path}') IN ('integer', 'real') THEN json_extract(doc, '{path}') END)"
+            "(CASE WHEN json_type(doc, {path}) IN ('integer', 'real') THEN json_extract(doc, {path}) END)"
         ),
         Extract::Typed(FieldType::Bool) => {
-            format!("(CASE json_type(doc, '{path}') WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)")
+            format!("(CASE json_type(doc, {path}) WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)")
         }
         Extract::Rank => format!(
-            "(CASE json_type(doc, '{path}') WHEN 'integer' THEN 1 WHEN 'real' THEN 1 WHEN 'text' THEN 2 \
+            "(CASE json_type(doc, {path}) WHEN 'integer' THEN 1 WHEN 'real' THEN 1 WHEN 'text' THEN 2 \
              WHEN 'true' THEN 3 WHEN 'false' THEN 3 END)"
         ),
     }
 }
 
-fn postgres_extract(segments: &[String], extract: Extract) -> String {
-    let path = postgres_path(segments);
+/// `value` and `text` are the jsonb and text forms from [`Dialect::pg_value`].
+fn postgres_extract(value: &str, text: &str, extract: Extract) -> String {
     match extract {
         // Collation C: code-point order, as SQLite's BINARY.
-        Extract::Typed(FieldType::String | FieldType::Datetime) => format!(
-            "((CASE WHEN jsonb_typeof(doc #> '{path}') = 'string' THEN doc #>> '{path}' END) COLLATE \"C\")"
-        ),
-        Extract::Typed(FieldType::Number) => format!(
-            "(CASE WHEN jsonb_typeof(doc #> '{path}') = 'number' THEN (doc #>> '{path}')::numeric END)"
-        ),
-        Extract::Typed(FieldType::Bool) => format!(
-            "(CASE WHEN jsonb_typeof(doc #> '{path}') = 'boolean' THEN (doc #>> '{path}')::boolean END)"
-        ),
+        Extract::Typed(FieldType::String | FieldType::Datetime) => {
+            format!("((CASE WHEN jsonb_typeof({value}) = 'string' THEN {text} END) COLLATE \"C\")")
+        }
+        Extract::Typed(FieldType::Number) => {
+            format!("(CASE WHEN jsonb_typeof({value}) = 'number' THEN ({text})::numeric END)")
+        }
+        Extract::Typed(FieldType::Bool) => {
+            format!("(CASE WHEN jsonb_typeof({value}) = 'boolean' THEN ({text})::boolean END)")
+        }
         Extract::Rank => format!(
-            "(CASE jsonb_typeof(doc #> '{path}') WHEN 'number' THEN 1 WHEN 'string' THEN 2 \
+            "(CASE jsonb_typeof({value}) WHEN 'number' THEN 1 WHEN 'string' THEN 2 \
              WHEN 'boolean' THEN 3 END)"
         ),
     }

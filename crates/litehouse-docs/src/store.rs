@@ -5,7 +5,8 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use crate::cascade::{self, DeleteReport};
-use crate::catalog;
+use crate::catalog::{self, SpecCache, SpecCheck, retry_on_spec_change, with_spec};
+use crate::changes::{self, ChangeOp};
 use crate::document::{Document, check_bodies, check_body, merge_patch};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
@@ -69,6 +70,10 @@ impl Default for PostgresConfig {
 pub struct Store {
     pub(crate) backend: Backend,
     pub(crate) config: StoreConfig,
+    /// Specs read so far; always re-checked against the catalog (see [`SpecCache`]).
+    pub(crate) specs: SpecCache,
+    /// The change feed's wake-ups and pruning pace, shared by clones.
+    pub(crate) feed: crate::changes::Feed,
 }
 
 #[derive(Clone)]
@@ -93,23 +98,46 @@ impl std::fmt::Debug for Backend {
 /// store's engine: on SQLite inside a litehouse write or read closure, on PostgreSQL in a
 /// pooled transaction. An error rolls everything back.
 macro_rules! in_transaction {
-    ($store:expr, $mode:ident, |$c:ident| $body:expr) => {
-        match &$store.backend {
+    ($store:expr, $mode:ident, |$c:ident| $body:expr) => {{
+        // `read` runs on a read-only snapshot; everything else writes. A write may carry one
+        // bounded prune step of the change log, and wakes the feed's subscribers after COMMIT.
+        let read_only = stringify!($mode) == "read";
+        let prune = if read_only {
+            None
+        } else {
+            $store.feed.prune_ticket(&$store.config)
+        };
+        let result = match &$store.backend {
             $crate::store::Backend::Sqlite(db) => db
                 .$mode(move |conn| {
                     let $c = &$crate::conn::SqliteConn::new(conn, $crate::sql::Dialect::sqlite());
-                    $crate::conn::run_ready($body).map_err(litehouse::Error::user)
+                    $crate::conn::run_ready(async {
+                        let value: $crate::error::Result<_> = $body.await;
+                        let value = value?;
+                        if let Some(retention) = prune {
+                            $crate::changes::prune($c, retention).await?;
+                        }
+                        Ok(value)
+                    })
+                    .map_err(litehouse::Error::user)
                 })
                 .await
                 .map_err($crate::error::Error::from),
             $crate::store::Backend::Postgres { pool, dialect } => {
                 let mut client = pool.get().await?;
-                // `read` runs on a read-only snapshot; everything else writes.
-                let read_only = stringify!($mode) == "read";
                 let transaction = $crate::store::begin_postgres(&mut client, read_only).await?;
                 let result = {
                     let $c = &$crate::pg::PgConn::new(&transaction, dialect.clone());
-                    $body.await
+                    let body: $crate::error::Result<_> = $body.await;
+                    match body {
+                        Ok(value) => match prune {
+                            Some(retention) => {
+                                $crate::changes::prune($c, retention).await.map(|_| value)
+                            }
+                            None => Ok(value),
+                        },
+                        Err(err) => Err(err),
+                    }
                 };
                 // Dropping an uncommitted transaction rolls it back.
                 match result {
@@ -120,8 +148,12 @@ macro_rules! in_transaction {
                     Err(err) => Err(err),
                 }
             }
+        };
+        if !read_only && result.is_ok() {
+            $store.feed.committed();
         }
-    };
+        result
+    }};
 }
 pub(crate) use in_transaction;
 
@@ -178,6 +210,8 @@ impl Store {
         let store = Store {
             backend: Backend::Sqlite(db),
             config: StoreConfig::default(),
+            specs: SpecCache::default(),
+            feed: crate::changes::Feed::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
@@ -230,6 +264,8 @@ impl Store {
                 dialect: Dialect::postgres(schema),
             },
             config: StoreConfig::default(),
+            specs: SpecCache::default(),
+            feed: crate::changes::Feed::default(),
         };
         in_transaction!(store, transaction, |c| catalog::ensure_catalog(c))?;
         Ok(store)
@@ -351,13 +387,52 @@ impl Store {
             .into_iter()
             .map(|(body, text)| (ops::new_document(body), text))
             .unzip();
-        in_transaction!(self, transaction, |c| ops::insert(
-            c,
-            &collection,
-            documents,
-            &texts,
-            ops::Origin::New
-        ))
+        if self.pipelines_spec_checks() && documents.len() <= PIPELINED_BATCH {
+            // Small batches (single creates) on PostgreSQL: the spec check rides along with
+            // the first statement, and a batch whose spec changed meanwhile runs again.
+            return retry_on_spec_change(|check| {
+                let (documents, texts) = (documents.clone(), texts.clone());
+                let (specs, collection) = (self.specs.clone(), collection.clone());
+                async move {
+                    in_transaction!(self, transaction, |c| {
+                        let name: &str = &collection;
+                        with_spec(c, &specs, name, check, move |cached| async move {
+                            ops::insert_with_spec(
+                                c,
+                                name,
+                                &cached.spec,
+                                documents,
+                                &texts,
+                                ops::Origin::New,
+                            )
+                            .await
+                        })
+                    })
+                }
+            })
+            .await;
+        }
+        let specs = self.specs.clone();
+        in_transaction!(self, transaction, |c| {
+            let name: &str = &collection;
+            with_spec(
+                c,
+                &specs,
+                name,
+                SpecCheck::First,
+                move |cached| async move {
+                    ops::insert_with_spec(
+                        c,
+                        name,
+                        &cached.spec,
+                        documents,
+                        &texts,
+                        ops::Origin::New,
+                    )
+                    .await
+                },
+            )
+        })
     }
 
     /// Reads one document.
@@ -367,10 +442,23 @@ impl Store {
     pub async fn get(&self, collection: &str, id: &str) -> Result<Document> {
         let collection = checked_collection(collection)?;
         let id = id.to_owned();
-        in_transaction!(self, read, |c| async {
-            catalog::load_spec(c, &collection).await?;
-            ops::get(c, &collection, &id, false).await
+        let specs = self.specs.clone();
+        // A get needs no spec, only to know the collection exists: on PostgreSQL the catalog
+        // read and the get go together (a missing table fails the get, and the catalog says
+        // why).
+        retry_on_spec_change(|check| {
+            let (specs, collection, id) = (specs.clone(), collection.clone(), id.clone());
+            async move {
+                in_transaction!(self, read, |c| with_spec(
+                    c,
+                    &specs,
+                    &collection,
+                    check,
+                    |_| ops::get(c, &collection, &id, false)
+                ))
+            }
         })
+        .await
     }
 
     /// Replaces a document's body; with `expected_version`, only if it is at that version.
@@ -393,13 +481,17 @@ impl Store {
         };
         let body = check_body(body, &self.config)?;
         let id = id.to_owned();
-        in_transaction!(self, transaction, |c| ops::update(
-            c,
-            &collection,
-            &id,
-            expected_version,
-            |_| Ok(body)
-        ))
+        in_transaction!(self, transaction, |c| async {
+            let document = ops::update(c, &collection, &id, expected_version, |_| Ok(body)).await?;
+            changes::record_documents(
+                c,
+                &collection,
+                ChangeOp::Replace,
+                std::slice::from_ref(&document),
+            )
+            .await?;
+            Ok(document)
+        })
     }
 
     /// Applies an RFC 7386 JSON merge patch (an object; `null` removes a key).
@@ -449,17 +541,22 @@ impl Store {
         };
         let config = self.config;
         let id = id.to_owned();
-        in_transaction!(self, transaction, |c| ops::update(
-            c,
-            &collection,
-            &id,
-            expected_version,
-            |current| {
+        in_transaction!(self, transaction, |c| async {
+            let document = ops::update(c, &collection, &id, expected_version, |current| {
                 let mut body = Json::Object(current.body.clone());
                 merge_patch(&mut body, &patch);
                 check_body(body, &config)
-            }
-        ))
+            })
+            .await?;
+            changes::record_documents(
+                c,
+                &collection,
+                ChangeOp::Patch,
+                std::slice::from_ref(&document),
+            )
+            .await?;
+            Ok(document)
+        })
     }
 
     /// Deletes a document, applying reference rules (cascade, restrict, set null) through
@@ -492,13 +589,21 @@ impl Store {
     pub async fn find(&self, collection: &str, query: &Query) -> Result<Page> {
         let collection = checked_collection(collection)?;
         self.check_query(query)?;
-        let query = query.clone();
         let config = self.config;
-        in_transaction!(self, read, |c| async {
-            let spec = catalog::load_spec(c, &collection).await?;
-            let plan = plan(&query, &spec.path_types()?, &config)?;
-            ops::find(c, &collection, &plan).await
+        let specs = self.specs.clone();
+        retry_on_spec_change(|check| {
+            let (specs, collection, query) = (specs.clone(), collection.clone(), query.clone());
+            async move {
+                in_transaction!(self, read, |c| {
+                    let (name, query): (&str, &Query) = (&collection, &query);
+                    with_spec(c, &specs, name, check, move |cached| async move {
+                        let plan = plan(query, &cached.types, &config)?;
+                        ops::find(c, name, &plan).await
+                    })
+                })
+            }
         })
+        .await
     }
 
     /// Counts the documents matching `filter` (all when `None`).
@@ -526,7 +631,17 @@ impl Store {
     }
 }
 
+/// Batches up to this size pipeline their spec check on PostgreSQL (and are cloned for a
+/// possible second attempt); larger ones read the spec first.
+const PIPELINED_BATCH: usize = 16;
+
 impl Store {
+    /// Whether calls send the catalog read with their work (PostgreSQL, where it saves a
+    /// round trip). On SQLite every statement is in-process, so the spec is read first.
+    fn pipelines_spec_checks(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+
     /// The checks a query must pass before it is cloned or compiled (both recursive).
     pub(crate) fn check_query(&self, query: &Query) -> Result<()> {
         if let Some(filter) = &query.filter {

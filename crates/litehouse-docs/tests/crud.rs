@@ -754,3 +754,42 @@ async fn batch_checks_cover_the_whole_batch() {
     })
     .await;
 }
+
+/// An index on an array-element path (`items.0.sku`) is an expression index that both
+/// planners use for filters and sorts on that path.
+#[tokio::test(flavor = "multi_thread")]
+async fn array_path_indexes_are_used() {
+    on_each_backend(|store| async move {
+        let spec = CollectionSpec {
+            indexes: vec![IndexSpec::new(
+                "by_first_sku",
+                [("items.0.sku", FieldType::String)],
+            )],
+            references: vec![],
+        };
+        store.create_collection("orders", spec).await?;
+        let orders = (0..2000)
+            .map(|i| json!({"items": [{"sku": format!("s{:04}", i % 500)}, {"sku": "other"}]}))
+            .collect();
+        store.create_many("orders", orders).await?;
+        store.analyze().await?;
+        let by_sku = page_of(Some(Filter::eq("items.0.sku", "s0042")), vec![], None);
+        let explain = store.explain("orders", &by_sku).await?;
+        assert!(explain.uses_index, "{explain:#?}");
+        let page = store.find("orders", &by_sku).await?;
+        assert_eq!(page.items.len(), 4);
+        let sorted = page_of(None, vec![Sort::asc("items.0.sku")], None);
+        if store.engine() == "sqlite" {
+            let explain = store.explain("orders", &sorted).await?;
+            assert!(explain.uses_index, "{explain:#?}");
+            assert!(
+                !explain.plan.iter().any(|line| line.contains("TEMP B-TREE")),
+                "{explain:#?}"
+            );
+        }
+        let first = store.find("orders", &sorted).await?;
+        assert_eq!(first.items[0].body["items"][0]["sku"], "s0000");
+        Ok(())
+    })
+    .await;
+}

@@ -52,8 +52,30 @@ async fn hostile_input_is_refused() {
             cases += 2;
         }
         let paths = [
-            "", ".", "a.", ".a", "a..b", "$", "$.a", "a'b", "a\"b", "a b", "a[0]", "a.0", "a;b",
-            "a-b", &long, &deep, "é",
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a..b",
+            "$",
+            "$.a",
+            "a'b",
+            "a\"b",
+            "a b",
+            "a[0]",
+            "a;b",
+            "a-b",
+            &long,
+            &deep,
+            "é",
+            "0",
+            "0.a",
+            "a.01",
+            "a.-1",
+            "a.1e3",
+            "a.1234567890",
+            "a.0x",
+            "a.[0]",
         ];
         for path in paths {
             let err = store
@@ -136,6 +158,10 @@ async fn hostile_input_is_refused() {
             Filter::contains("id", "x"),
             Filter::eq("a", "x".repeat(5000)),
             Filter::all((0..201).map(|i| Filter::eq("a", i))),
+            Filter::any_element("a", Filter::any_element("b", Filter::eq("", 1))),
+            Filter::any_element("id", Filter::eq("", 1)),
+            Filter::any_element("age", Filter::eq("", 1)),
+            Filter::any_element("a", Filter::gt("", json!(null))),
         ];
         for filter in malformed {
             let err = store
@@ -226,6 +252,10 @@ async fn hostile_input_is_refused() {
             CollectionSpec {
                 indexes: vec![],
                 references: vec![ReferenceSpec::new("a", "bad name", OnDelete::Cascade)],
+            },
+            CollectionSpec {
+                indexes: vec![],
+                references: vec![ReferenceSpec::new("a.0", "safe", OnDelete::Cascade)],
             },
         ];
         for spec in bad_specs {

@@ -157,6 +157,65 @@ async fn second_store_sees_spec_changes(first: Store, second: Store) -> crate::u
         .await
         .unwrap_err();
     assert!(matches!(err, Error::CollectionNotFound { .. }), "{err}");
+    let err = second.get("shared", "some-id").await.unwrap_err();
+    assert!(matches!(err, Error::CollectionNotFound { .. }), "{err}");
+    spec_cache_follows_recreation(&first, &second).await
+}
+
+/// The second store caches a spec, then the first drops and recreates the collection with
+/// another one: every kind of call through the second store acts on the new spec.
+async fn spec_cache_follows_recreation(first: &Store, second: &Store) -> crate::util::TestResult {
+    let by_code = |code: &str| Query {
+        filter: Some(Filter::eq("code", code)),
+        ..Query::default()
+    };
+    first
+        .create_collection("shared", CollectionSpec::default())
+        .await?;
+    let old = second.create("shared", json!({"code": "a"})).await?;
+    assert_eq!(second.find("shared", &by_code("a")).await?.items.len(), 1);
+    assert_eq!(second.get("shared", &old.id).await?.id, old.id);
+    first.drop_collection("shared").await?;
+    let spec = CollectionSpec {
+        indexes: vec![
+            IndexSpec::new("by_code", [("code", FieldType::Number)]),
+            IndexSpec::unique("by_key", [("key", FieldType::String)]),
+        ],
+        references: vec![],
+    };
+    first.create_collection("shared", spec).await?;
+    // The new spec declares `code` a number: a string operand is refused.
+    let err = second.find("shared", &by_code("a")).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+    let err = second.get("shared", &old.id).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    second
+        .create("shared", json!({"key": "k", "code": 1}))
+        .await?;
+    let err = second
+        .create("shared", json!({"key": "k"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.index(), Some("by_key"), "{err}");
+    let found = second
+        .find(
+            "shared",
+            &Query {
+                filter: Some(Filter::eq("code", 1)),
+                ..Query::default()
+            },
+        )
+        .await?;
+    assert_eq!(found.items.len(), 1);
+    // Back to the old spec, under the same name, once more.
+    first.drop_collection("shared").await?;
+    first
+        .create_collection("shared", CollectionSpec::default())
+        .await?;
+    second.create("shared", json!({"key": "k"})).await?;
+    second.create("shared", json!({"key": "k"})).await?;
+    assert_eq!(second.find("shared", &by_code("a")).await?.items.len(), 0);
+    first.drop_collection("shared").await?;
     Ok(())
 }
 

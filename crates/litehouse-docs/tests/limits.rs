@@ -18,6 +18,7 @@ fn small() -> StoreConfig {
         max_filter_depth: 2,
         max_sort_keys: 2,
         max_page_size: 10,
+        ..StoreConfig::default()
     }
 }
 

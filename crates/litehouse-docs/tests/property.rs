@@ -33,6 +33,8 @@ fn field_value() -> impl Strategy<Value = Option<Json>> {
         1 => Just(None),
         1 => prop::collection::vec(scalar(), 0..3).prop_map(|items| Some(Json::Array(items))),
         1 => scalar().prop_map(|inner| Some(json!({"c": inner}))),
+        1 => prop::collection::vec(scalar().prop_map(|inner| json!({"c": inner})), 0..3)
+            .prop_map(|items| Some(Json::Array(items))),
     ]
 }
 
@@ -49,8 +51,21 @@ fn document() -> impl Strategy<Value = Json> {
     })
 }
 
+/// Paths into documents: keys, nested keys and array elements.
+const PATHS: [&str; 6] = ["a", "b", "b.c", "a.0", "a.1", "b.0.c"];
+/// Paths relative to an array element.
+const ELEMENT_PATHS: [&str; 3] = ["", "c", "0"];
+
 fn leaf() -> impl Strategy<Value = Filter> {
-    let path = prop_oneof![Just("a"), Just("b"), Just("b.c")];
+    prop_oneof![
+        6 => comparison(&PATHS),
+        1 => (prop_oneof![Just("a"), Just("b")], comparison(&ELEMENT_PATHS))
+            .prop_map(|(path, inner)| Filter::any_element(path, inner)),
+    ]
+}
+
+fn comparison(paths: &'static [&'static str]) -> impl Strategy<Value = Filter> {
+    let path = prop::sample::select(paths);
     let op = prop_oneof![
         Just(Op::Eq),
         Just(Op::Neq),
@@ -85,17 +100,13 @@ fn filter() -> impl Strategy<Value = Filter> {
 
 fn sort() -> impl Strategy<Value = Vec<Sort>> {
     prop::collection::vec(
-        (
-            prop_oneof![Just("a"), Just("b"), Just("b.c")],
-            any::<bool>(),
-        )
-            .prop_map(|(path, descending)| {
-                if descending {
-                    Sort::desc(path)
-                } else {
-                    Sort::asc(path)
-                }
-            }),
+        (prop::sample::select(&PATHS[..]), any::<bool>()).prop_map(|(path, descending)| {
+            if descending {
+                Sort::desc(path)
+            } else {
+                Sort::asc(path)
+            }
+        }),
         0..3,
     )
 }

@@ -1,0 +1,703 @@
+//! [`Store::transaction`]: document operations, a bookkeeping key-value table and the change
+//! log, committed together.
+//!
+//! The caller's future runs inside the engine's transaction (on SQLite on the writer, like
+//! every store write). It talks to the transaction through [`Tx`]: each method leaves its
+//! request in a slot and waits; the driver ([`drive`]) polls the caller's future, runs the
+//! request it left, and polls again. A future that waits for anything else leaves no
+//! request, which the driver reports as [`Error::Misuse`] (and rolls back) instead of
+//! hanging the writer.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use serde_json::{Map, Value as Json};
+
+use crate::cascade::{self, DeleteReport};
+use crate::catalog::load_spec;
+use crate::changes::{self, ChangeOp, META_TABLE};
+use crate::conn::Conn;
+use crate::document::{Document, check_body, merge_patch, now_timestamp};
+use crate::error::{Error, Result};
+use crate::limits::{StoreConfig, dispose};
+use crate::ops;
+use crate::query::{Page, Query, plan};
+use crate::sql::{Dialect, Param, Sql};
+use crate::store::{Store, checked_collection, in_transaction};
+
+/// Most entries one [`Tx::meta_scan`] returns.
+pub const MAX_META_SCAN: usize = 10_000;
+
+const MISUSE: &str = "inside Store::transaction only the Tx's own methods may be awaited \
+     (one at a time); do other waiting before or after the transaction";
+
+/// What a [`Tx`] method asks the driver to run.
+enum Request {
+    Create {
+        collection: String,
+        id: Option<String>,
+        body: Map<String, Json>,
+        text: String,
+    },
+    Get {
+        collection: String,
+        id: String,
+    },
+    Update {
+        collection: String,
+        id: String,
+        expected_version: Option<i64>,
+        change: Update,
+    },
+    Delete {
+        collection: String,
+        id: String,
+        expected_version: Option<i64>,
+    },
+    Find {
+        collection: String,
+        query: Query,
+    },
+    MetaGet {
+        ns: String,
+        key: String,
+    },
+    MetaPut {
+        ns: String,
+        key: String,
+        value: String,
+    },
+    MetaDelete {
+        ns: String,
+        key: String,
+    },
+    MetaScan {
+        ns: String,
+        after: Option<String>,
+        limit: usize,
+    },
+}
+
+enum Update {
+    Replace(Map<String, Json>),
+    Patch(Json),
+}
+
+enum Response {
+    Document(Document),
+    Report(DeleteReport),
+    Page(Page),
+    Meta(Option<Json>),
+    Deleted(bool),
+    Entries(Vec<(String, Json)>),
+}
+
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Empty,
+    Request(Request),
+    Response(Result<Response>),
+}
+
+#[derive(Default)]
+struct Shared {
+    slot: Mutex<Slot>,
+    origin: Mutex<Option<String>>,
+}
+
+/// The handle of one [`Store::transaction`]. Its methods run in the transaction; their
+/// errors are returned to the caller, who may handle them or return them to roll back.
+pub struct Tx {
+    shared: Arc<Shared>,
+    config: StoreConfig,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn misuse() -> Error {
+    Error::Misuse {
+        reason: MISUSE.into(),
+    }
+}
+
+fn unexpected() -> Error {
+    Error::corrupt("a transaction request got another kind of answer")
+}
+
+impl Tx {
+    async fn call(&self, request: Request) -> Result<Response> {
+        {
+            let mut slot = lock(&self.shared.slot);
+            if !matches!(*slot, Slot::Empty) {
+                return Err(misuse());
+            }
+            *slot = Slot::Request(request);
+        }
+        std::future::poll_fn(|_| {
+            let mut slot = lock(&self.shared.slot);
+            match std::mem::take(&mut *slot) {
+                Slot::Response(response) => Poll::Ready(response),
+                other => {
+                    *slot = other;
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Records `origin` on every change this transaction appends from now on (for example
+    /// the device a sync push came from).
+    pub fn set_origin(&self, origin: &str) {
+        *lock(&self.shared.origin) = Some(origin.to_owned());
+    }
+
+    /// As [`Store::create`].
+    pub async fn create(&self, collection: &str, body: Json) -> Result<Document> {
+        let mut held = Some(body);
+        let collection = checked(collection, &mut held)?;
+        let (body, text) = check_body_text(held.take().unwrap_or_default(), &self.config)?;
+        self.created(collection, None, body, text).await
+    }
+
+    /// As [`Store::create_with_id`].
+    pub async fn create_with_id(&self, collection: &str, id: &str, body: Json) -> Result<Document> {
+        let mut held = Some(body);
+        let collection = checked(collection, &mut held)?;
+        if let Err(err) = check_id(id) {
+            held.into_iter().for_each(dispose);
+            return Err(err);
+        }
+        let (body, text) = check_body_text(held.take().unwrap_or_default(), &self.config)?;
+        self.created(collection, Some(id.to_owned()), body, text)
+            .await
+    }
+
+    async fn created(
+        &self,
+        collection: String,
+        id: Option<String>,
+        body: Map<String, Json>,
+        text: String,
+    ) -> Result<Document> {
+        match self
+            .call(Request::Create {
+                collection,
+                id,
+                body,
+                text,
+            })
+            .await?
+        {
+            Response::Document(document) => Ok(document),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// As [`Store::get`].
+    pub async fn get(&self, collection: &str, id: &str) -> Result<Document> {
+        let collection = checked_collection(collection)?;
+        match self
+            .call(Request::Get {
+                collection,
+                id: id.to_owned(),
+            })
+            .await?
+        {
+            Response::Document(document) => Ok(document),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// As [`Store::replace`].
+    pub async fn replace(
+        &self,
+        collection: &str,
+        id: &str,
+        body: Json,
+        expected_version: Option<i64>,
+    ) -> Result<Document> {
+        let mut held = Some(body);
+        let collection = checked(collection, &mut held)?;
+        let body = check_body(held.take().unwrap_or_default(), &self.config)?;
+        self.updated(collection, id, expected_version, Update::Replace(body))
+            .await
+    }
+
+    /// As [`Store::patch`].
+    pub async fn patch(
+        &self,
+        collection: &str,
+        id: &str,
+        patch: Json,
+        expected_version: Option<i64>,
+    ) -> Result<Document> {
+        let checked = checked_collection(collection).and_then(|name| {
+            if !patch.is_object() {
+                return Err(Error::InvalidDocument {
+                    reason: "a merge patch for a document must be an object".into(),
+                });
+            }
+            self.config.check_json(&patch)?;
+            Ok(name)
+        });
+        let collection = match checked {
+            Ok(name) => name,
+            Err(err) => {
+                dispose(patch);
+                return Err(err);
+            }
+        };
+        self.updated(collection, id, expected_version, Update::Patch(patch))
+            .await
+    }
+
+    async fn updated(
+        &self,
+        collection: String,
+        id: &str,
+        expected_version: Option<i64>,
+        change: Update,
+    ) -> Result<Document> {
+        match self
+            .call(Request::Update {
+                collection,
+                id: id.to_owned(),
+                expected_version,
+                change,
+            })
+            .await?
+        {
+            Response::Document(document) => Ok(document),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// As [`Store::delete`].
+    pub async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<DeleteReport> {
+        let collection = checked_collection(collection)?;
+        match self
+            .call(Request::Delete {
+                collection,
+                id: id.to_owned(),
+                expected_version,
+            })
+            .await?
+        {
+            Response::Report(report) => Ok(report),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// As [`Store::find`].
+    pub async fn find(&self, collection: &str, query: &Query) -> Result<Page> {
+        let collection = checked_collection(collection)?;
+        if let Some(filter) = &query.filter {
+            self.config.check_filter(filter)?;
+        }
+        match self
+            .call(Request::Find {
+                collection,
+                query: query.clone(),
+            })
+            .await?
+        {
+            Response::Page(page) => Ok(page),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// The bookkeeping value under `(ns, key)`; bookkeeping emits no changes.
+    pub async fn meta_get(&self, ns: &str, key: &str) -> Result<Option<Json>> {
+        match self
+            .call(Request::MetaGet {
+                ns: ns.to_owned(),
+                key: key.to_owned(),
+            })
+            .await?
+        {
+            Response::Meta(value) => Ok(value),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Sets the bookkeeping value under `(ns, key)`.
+    pub async fn meta_put(&self, ns: &str, key: &str, value: Json) -> Result<()> {
+        self.config.check_json(&value)?;
+        let value = serde_json::to_string(&value).map_err(|err| Error::InvalidDocument {
+            reason: err.to_string(),
+        })?;
+        match self
+            .call(Request::MetaPut {
+                ns: ns.to_owned(),
+                key: key.to_owned(),
+                value,
+            })
+            .await?
+        {
+            Response::Deleted(_) => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Removes `(ns, key)`; whether it existed.
+    pub async fn meta_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        match self
+            .call(Request::MetaDelete {
+                ns: ns.to_owned(),
+                key: key.to_owned(),
+            })
+            .await?
+        {
+            Response::Deleted(existed) => Ok(existed),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Up to `limit` (at most [`MAX_META_SCAN`]) entries of `ns` with keys after
+    /// `after_key`, ordered by key (byte order).
+    pub async fn meta_scan(
+        &self,
+        ns: &str,
+        after_key: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Json)>> {
+        match self
+            .call(Request::MetaScan {
+                ns: ns.to_owned(),
+                after: after_key.map(str::to_owned),
+                limit: limit.clamp(1, MAX_META_SCAN),
+            })
+            .await?
+        {
+            Response::Entries(entries) => Ok(entries),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// The checked collection name, or the error with `body` taken apart safely.
+fn checked(collection: &str, body: &mut Option<Json>) -> Result<String> {
+    checked_collection(collection).inspect_err(|_| {
+        if let Some(body) = body.take() {
+            dispose(body);
+        }
+    })
+}
+
+fn check_body_text(body: Json, config: &StoreConfig) -> Result<(Map<String, Json>, String)> {
+    let body = check_body(body, config)?;
+    let text = serde_json::to_string(&body).map_err(|err| Error::corrupt(err.to_string()))?;
+    Ok((body, text))
+}
+
+/// A caller-chosen id must look like the store's own: a lowercase hyphenated UUID.
+pub(crate) fn check_id(id: &str) -> Result<()> {
+    if uuid::Uuid::try_parse(id)
+        .map(|parsed| parsed.to_string() != id)
+        .unwrap_or(true)
+    {
+        return Err(Error::InvalidDocument {
+            reason: format!(
+                "id {:?} is not a lowercase hyphenated UUID",
+                id.chars().take(80).collect::<String>()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A [`Conn`] that records `origin` on the changes appended through it.
+struct WithOrigin<'a, C> {
+    inner: &'a C,
+    origin: Option<String>,
+}
+
+impl<C: Conn> Conn for WithOrigin<'_, C> {
+    fn dialect(&self) -> &Dialect {
+        self.inner.dialect()
+    }
+    async fn documents(&self, sql: &Sql) -> Result<Vec<Document>> {
+        self.inner.documents(sql).await
+    }
+    async fn texts(&self, sql: &Sql) -> Result<Vec<Vec<Option<String>>>> {
+        self.inner.texts(sql).await
+    }
+    async fn count(&self, sql: &Sql) -> Result<i64> {
+        self.inner.count(sql).await
+    }
+    async fn execute(&self, sql: &Sql) -> Result<u64> {
+        self.inner.execute(sql).await
+    }
+    async fn plan(&self, sql: &Sql) -> Result<Vec<String>> {
+        self.inner.plan(sql).await
+    }
+    fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+}
+
+/// Inserts one document (fresh id, or the caller's, checked not to exist) and records it.
+pub(crate) async fn create(
+    c: &impl Conn,
+    collection: &str,
+    id: Option<String>,
+    body: Map<String, Json>,
+    text: String,
+) -> Result<Document> {
+    let document = match id {
+        None => ops::new_document(body),
+        Some(id) => {
+            let now = now_timestamp();
+            let document = Document::from_parts(id, now.clone(), now, 1, body);
+            ops::check_new_ids(c, collection, std::slice::from_ref(&document)).await?;
+            document
+        }
+    };
+    let mut created = ops::insert(c, collection, vec![document], &[text], ops::Origin::New).await?;
+    created
+        .pop()
+        .ok_or_else(|| Error::corrupt("insert returned nothing"))
+}
+
+async fn execute(c: &impl Conn, config: &StoreConfig, request: Request) -> Result<Response> {
+    let dialect = c.dialect();
+    let meta = dialect.qualify(META_TABLE);
+    Ok(match request {
+        Request::Create {
+            collection,
+            id,
+            body,
+            text,
+        } => Response::Document(create(c, &collection, id, body, text).await?),
+        Request::Get { collection, id } => {
+            load_spec(c, &collection).await?;
+            Response::Document(ops::get(c, &collection, &id, false).await?)
+        }
+        Request::Update {
+            collection,
+            id,
+            expected_version,
+            change,
+        } => {
+            let (op, document) = match change {
+                Update::Replace(body) => (
+                    ChangeOp::Replace,
+                    ops::update(c, &collection, &id, expected_version, |_| Ok(body)).await?,
+                ),
+                Update::Patch(patch) => (
+                    ChangeOp::Patch,
+                    ops::update(c, &collection, &id, expected_version, |current| {
+                        let mut body = Json::Object(current.body.clone());
+                        merge_patch(&mut body, &patch);
+                        check_body(body, config)
+                    })
+                    .await?,
+                ),
+            };
+            changes::record_documents(c, &collection, op, std::slice::from_ref(&document)).await?;
+            Response::Document(document)
+        }
+        Request::Delete {
+            collection,
+            id,
+            expected_version,
+        } => Response::Report(cascade::delete(c, &collection, &id, expected_version).await?),
+        Request::Find { collection, query } => {
+            let spec = load_spec(c, &collection).await?;
+            let plan = plan(&query, &spec.path_types()?, config)?;
+            Response::Page(ops::find(c, &collection, &plan).await?)
+        }
+        Request::MetaGet { ns, key } => {
+            let mut sql = Sql::new(dialect);
+            sql.push("SELECT value FROM ")
+                .push(&meta)
+                .push(" WHERE ns = ")
+                .bind(Param::Text(ns))
+                .push(" AND key = ")
+                .bind(Param::Text(key));
+            let rows = c.texts(&sql).await?;
+            Response::Meta(
+                match rows
+                    .into_iter()
+                    .next()
+                    .and_then(|row| row.into_iter().next().flatten())
+                {
+                    Some(text) => Some(parse_meta(&text)?),
+                    None => None,
+                },
+            )
+        }
+        Request::MetaPut { ns, key, value } => {
+            let mut sql = Sql::new(dialect);
+            sql.push("INSERT INTO ")
+                .push(&meta)
+                .push(" (ns, key, value) VALUES (")
+                .bind(Param::Text(ns))
+                .push(", ")
+                .bind(Param::Text(key))
+                .push(", ")
+                .bind(Param::Text(value))
+                .push(") ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value");
+            c.execute(&sql).await?;
+            Response::Deleted(true)
+        }
+        Request::MetaDelete { ns, key } => {
+            let mut sql = Sql::new(dialect);
+            sql.push("DELETE FROM ")
+                .push(&meta)
+                .push(" WHERE ns = ")
+                .bind(Param::Text(ns))
+                .push(" AND key = ")
+                .bind(Param::Text(key));
+            Response::Deleted(c.execute(&sql).await? > 0)
+        }
+        Request::MetaScan { ns, after, limit } => {
+            let mut sql = Sql::new(dialect);
+            sql.push("SELECT key, value FROM ")
+                .push(&meta)
+                .push(" WHERE ns = ")
+                .bind(Param::Text(ns));
+            if let Some(after) = after {
+                sql.push(" AND key > ").bind(Param::Text(after));
+            }
+            sql.push(" ORDER BY key LIMIT ")
+                .bind(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+            let mut entries = Vec::new();
+            for row in c.texts(&sql).await? {
+                if let [Some(key), Some(value)] = row.as_slice() {
+                    entries.push((key.clone(), parse_meta(value)?));
+                }
+            }
+            Response::Entries(entries)
+        }
+    })
+}
+
+fn parse_meta(text: &str) -> Result<Json> {
+    serde_json::from_str(text).map_err(|err| Error::corrupt(format!("bookkeeping value: {err}")))
+}
+
+/// Polls the caller's future, running each request it leaves, until it finishes.
+async fn drive<T>(
+    c: &impl Conn,
+    shared: &Shared,
+    config: &StoreConfig,
+    future: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let mut future = pin!(future);
+    // A statement that failed on PostgreSQL aborted the transaction: it must not commit
+    // even if the caller went on.
+    let mut engine_error = false;
+    loop {
+        if let Poll::Ready(result) = future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            return match result {
+                Ok(_) if engine_error => Err(Error::Misuse {
+                    reason: "a statement failed inside this transaction, which the engine \
+                             aborted; return that error instead of continuing"
+                        .into(),
+                }),
+                other => other,
+            };
+        }
+        let taken = std::mem::take(&mut *lock(&shared.slot));
+        let Slot::Request(request) = taken else {
+            return Err(misuse());
+        };
+        let origin = lock(&shared.origin).clone();
+        let conn = WithOrigin { inner: c, origin };
+        let response = execute(&conn, config, request).await;
+        if matches!(response, Err(Error::Postgres { .. } | Error::Sqlite(_))) {
+            engine_error = true;
+        }
+        *lock(&shared.slot) = Slot::Response(response);
+    }
+}
+
+impl Store {
+    /// Runs `work` in one transaction with document operations, bookkeeping and their
+    /// changes committed together: all or nothing. `work` returning an error rolls back.
+    ///
+    /// Inside, only [`Tx`] methods may be awaited, one at a time (on SQLite the work runs on
+    /// the writer thread, like every write); awaiting anything else is [`Error::Misuse`] and
+    /// rolls back, on both engines.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use litehouse_docs::{CollectionSpec, Store};
+    /// use serde_json::json;
+    ///
+    /// let store = Store::from_database(litehouse::Database::open_memory("doc-tx", litehouse::Config::default())?).await?;
+    /// store.create_collection("notes", CollectionSpec::default()).await?;
+    /// let id = store
+    ///     .transaction(|tx| async move {
+    ///         tx.set_origin("device-1");
+    ///         let note = tx.create("notes", json!({"text": "hi"})).await?;
+    ///         tx.meta_put("sync", "device-1", json!({"last": note.id})).await?;
+    ///         Ok(note.id)
+    ///     })
+    ///     .await?;
+    /// assert_eq!(store.get("notes", &id).await?.version, 1);
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn transaction<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(Tx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send,
+        T: Send + 'static,
+    {
+        let shared = Arc::new(Shared::default());
+        let tx = Tx {
+            shared: Arc::clone(&shared),
+            config: self.config,
+        };
+        let config = self.config;
+        in_transaction!(self, transaction, |c| drive(c, &shared, &config, work(tx)))
+    }
+
+    /// Creates a document with a caller-chosen id (a lowercase hyphenated UUID, for example
+    /// made offline by a client): version 1, `createdAt = updatedAt = now`.
+    ///
+    /// # Errors
+    /// As [`Store::create`]; [`Error::InvalidDocument`] for an id that is not such a UUID;
+    /// [`Error::Unique`] on index `id` when it exists.
+    pub async fn create_with_id(&self, collection: &str, id: &str, body: Json) -> Result<Document> {
+        let mut held = Some(body);
+        let checked_name = checked(collection, &mut held)?;
+        if let Err(err) = check_id(id) {
+            held.into_iter().for_each(dispose);
+            return Err(err);
+        }
+        let (body, text) = check_body_text(held.take().unwrap_or_default(), &self.config)?;
+        let id = id.to_owned();
+        in_transaction!(self, transaction, |c| create(
+            c,
+            &checked_name,
+            Some(id),
+            body,
+            text
+        ))
+    }
+}
