@@ -148,13 +148,15 @@ async fn accept_loop(
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
                 shared.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Read the cut generation before the mode: a connection that got the mode in
+                // force before `set_mode` + `cut_all` then always sees that cut.
+                let generation = *cut.borrow();
                 let mode = *shared.mode.lock().unwrap_or_else(PoisonError::into_inner);
                 let mut cut = cut.clone();
-                cut.mark_unchanged();
                 conns.spawn(async move {
                     tokio::select! {
                         _ = serve(client, upstream, mode) => {}
-                        _ = cut.changed() => {}
+                        _ = cut.wait_for(|g| *g != generation) => {}
                     }
                 });
             }

@@ -13,6 +13,7 @@ mod fault_proxy;
 mod machine;
 mod producer;
 mod protocol;
+mod server;
 mod transport;
 
 pub use driver::{DriverStopped, Replica, SyncDriver};
@@ -26,4 +27,5 @@ pub use protocol::{
     GapResponse, Hlc, Op, OutboxEntry, PullResponse, PulledChange, PushRequest, PushResponse,
     Rejection, StaleEpochResponse, lww_wins,
 };
+pub use server::{MAX_PULL_PAGE, router, sync_origin};
 pub use transport::HttpTransport;

@@ -6,7 +6,7 @@
 use crate::protocol::{GapResponse, PushRequest, StaleEpochResponse};
 
 /// What the server keeps per device (producer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProducerState {
     /// The device's current epoch.
     pub epoch: u64,

@@ -35,6 +35,24 @@ impl HttpTransport {
         })
     }
 
+    /// As [`HttpTransport::new`], but every request opens a new connection (no keep-alive
+    /// pool): for tests that switch faults per connection, and for networks where idle
+    /// connections die silently.
+    pub fn without_pooling(
+        base: impl Into<String>,
+        connect_timeout: Duration,
+    ) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_max_idle_per_host(0)
+            .build()?;
+        Ok(HttpTransport {
+            client,
+            base: base.into().trim_end_matches('/').to_owned(),
+            token: None,
+        })
+    }
+
     /// Send `Authorization: Bearer <token>` with every request.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());

@@ -67,8 +67,8 @@ async fn start_server() -> (SocketAddr, Shared, tokio::task::JoinHandle<()>) {
 }
 
 #[derive(Default)]
-struct MemReplica {
-    docs: Mutex<BTreeMap<String, Doc>>,
+pub(crate) struct MemReplica {
+    pub(crate) docs: Mutex<BTreeMap<String, Doc>>,
     acked: Mutex<u64>,
     rejected: Mutex<Vec<Rejection>>,
     log: Mutex<Vec<LogRecord>>,
@@ -113,18 +113,18 @@ impl Replica for MemReplica {
     }
 }
 
-struct TestDevice {
+pub(crate) struct TestDevice {
     name: String,
     clock: uhlc::HLC,
     seq: u64,
-    replica: Arc<MemReplica>,
-    driver: SyncDriver,
+    pub(crate) replica: Arc<MemReplica>,
+    pub(crate) driver: SyncDriver,
 }
 
 impl TestDevice {
-    fn start(name: &str, id: u64, base: String, config: SyncConfig) -> TestDevice {
+    pub(crate) fn start(name: &str, id: u64, base: String, config: SyncConfig) -> TestDevice {
         let replica = Arc::new(MemReplica::default());
-        let transport = HttpTransport::new(base, Duration::from_millis(500)).unwrap();
+        let transport = HttpTransport::without_pooling(base, Duration::from_millis(500)).unwrap();
         let machine = SyncMachine::new(config, name, 1, None, 0);
         TestDevice {
             name: name.into(),
@@ -137,7 +137,7 @@ impl TestDevice {
         }
     }
 
-    async fn write(&mut self, doc: &str, value: i64) {
+    pub(crate) async fn write(&mut self, doc: &str, value: i64) {
         self.seq += 1;
         let entry = OutboxEntry {
             seq: self.seq,
@@ -159,7 +159,12 @@ impl TestDevice {
         self.driver.send(Event::LocalWrite(entry)).await.unwrap();
     }
 
-    async fn wait_for(&self, what: &str, limit: Duration, f: impl Fn(&SyncStatus) -> bool) {
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        f: impl Fn(&SyncStatus) -> bool,
+    ) {
         let t = Instant::now();
         loop {
             let st = self.driver.status().await.unwrap();

@@ -4,3 +4,4 @@ mod http;
 mod machine;
 mod proxy;
 mod sim;
+mod store_server;
