@@ -21,6 +21,10 @@ async fn start(
     let store = Store::open_sqlite(dir.path().join("server.db"))
         .await
         .unwrap();
+    serve(store).await
+}
+
+async fn serve(store: Store) -> (Store, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     store
         .create_collection("tx", CollectionSpec::default())
         .await
@@ -54,9 +58,58 @@ fn request(clock: &uhlc::HLC, epoch: u64, entries: &[(u64, &str, u64)]) -> PushR
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn push_dedupes_rejects_gaps_and_stale_epochs_and_records_bad_entries() {
+async fn push_rules_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, addr, task) = start(&dir).await;
+    let store = Store::open_sqlite(dir.path().join("server.db"))
+        .await
+        .unwrap();
+    push_rules(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_rules_on_postgres() {
+    let Some(url) = std::env::var("LITEHOUSE_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipped: LITEHOUSE_TEST_PG not set");
+        return;
+    };
+    let schema = format!(
+        "lh_sync_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let store = Store::open_postgres_with(litehouse_docs::PostgresConfig {
+        url: url.clone(),
+        schema: schema.clone(),
+        pool_size: 4,
+    })
+    .await
+    .expect("postgres store");
+    let outcome = tokio::spawn(push_rules(store)).await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn_task = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = conn_task.await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Duplicates acknowledged without a new change, 409 on a gap, 403 on an older epoch, a bad
+/// entry rejected and acknowledged without blocking the next ones, LWW, and pull.
+async fn push_rules(store: Store) {
+    let (store, addr, task) = serve(store).await;
     let t = HttpTransport::new(format!("http://{addr}"), Duration::from_secs(2)).unwrap();
     let timeout = Duration::from_secs(5);
     let clock = uhlc::HLC::default();
