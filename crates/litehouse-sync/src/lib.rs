@@ -1,0 +1,31 @@
+//! Offline-first sync between edge devices and a litehouse server.
+//!
+//! - [`protocol`](crate::PushRequest): the JSON wire types (push with producer id, epoch and
+//!   gapless sequence; pull over an opaque cursor) and the last-writer-wins order
+//!   ([`lww_wins`]).
+//! - [`admit`]: the server's push decision (duplicate / apply / gap / stale epoch) without I/O.
+//! - [`SyncMachine`]: the device's sync logic without I/O: events in, actions out.
+//! - [`SyncDriver`]: runs the machine on tokio over an [`HttpTransport`] and a local [`Replica`].
+//! - [`FaultProxy`]: a TCP proxy for tests that drops, hangs, resets or delays connections.
+
+mod driver;
+mod fault_proxy;
+mod machine;
+mod producer;
+mod protocol;
+mod server;
+mod transport;
+
+pub use driver::{DriverStopped, Replica, SyncDriver};
+pub use fault_proxy::{FaultMode, FaultProxy};
+pub use machine::{
+    Action, Event, LogRecord, Millis, PullFailure, PushFailure, SyncConfig, SyncMachine, SyncState,
+    SyncStatus,
+};
+pub use producer::{Admission, AdmitError, ProducerState, admit};
+pub use protocol::{
+    GapResponse, Hlc, Op, OutboxEntry, PullResponse, PulledChange, PushRequest, PushResponse,
+    Rejection, StaleEpochResponse, lww_wins,
+};
+pub use server::{MAX_PULL_PAGE, router, sync_origin};
+pub use transport::HttpTransport;

@@ -1,0 +1,268 @@
+//! The server side over a [`litehouse_docs::Store`]: `POST /api/sync/push` and
+//! `GET /api/sync/pull` as an axum [`Router`] that litehouse-server can nest.
+//!
+//! Push: one [`Store::transaction`] reads the device's [`ProducerState`] from the bookkeeping
+//! KV (namespace `sync.producer`), decides with [`admit`], applies the new entries with
+//! last-writer-wins against the `(HLC, device)` kept per document (namespace `sync.hlc`),
+//! records each change with origin `sync:<device>:<hlc>` and stores the new state: all or
+//! nothing. An entry the store refuses (invalid body, missing collection, ...) must not block
+//! the device: the transaction is rolled back and run again with that entry recorded as
+//! rejected (acknowledged, not applied), so a batch with k bad entries runs k+1 times. This
+//! works on both engines (a failed statement aborts a PostgreSQL transaction).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use litehouse_docs::{ChangeFilter, ChangeOp, Cursor, Error as DocError, Store};
+
+use crate::producer::{AdmitError, ProducerState, admit};
+use crate::protocol::{Hlc, Op, PullResponse, PulledChange, PushRequest, PushResponse, Rejection};
+
+const NS_PRODUCER: &str = "sync.producer";
+const NS_HLC: &str = "sync.hlc";
+const SYSTEM_FIELDS: [&str; 4] = ["id", "version", "createdAt", "updatedAt"];
+/// Most changes in one pull page.
+pub const MAX_PULL_PAGE: usize = 1_000;
+
+/// The sync routes over `store`.
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/api/sync/push", post(push))
+        .route("/api/sync/pull", get(pull))
+        .with_state(store)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Whether the store refused the entry itself (recorded as a rejection) rather than failed.
+fn is_rejection(e: &DocError) -> bool {
+    matches!(
+        e,
+        DocError::InvalidName { .. }
+            | DocError::InvalidPath { .. }
+            | DocError::InvalidValue { .. }
+            | DocError::InvalidDocument { .. }
+            | DocError::LimitExceeded { .. }
+            | DocError::CollectionNotFound { .. }
+            | DocError::VersionConflict { .. }
+            | DocError::Unique { .. }
+            | DocError::Restricted { .. }
+            | DocError::ReferenceNotFound { .. }
+    )
+}
+
+/// The origin recorded on changes applied from a device.
+pub fn sync_origin(device: &str, hlc: &Hlc) -> String {
+    format!("sync:{device}:{}", hlc.0)
+}
+
+fn parse_origin(origin: &str) -> Option<(String, Hlc)> {
+    let rest = origin.strip_prefix("sync:")?;
+    let (device, hlc) = rest.rsplit_once(':')?;
+    Some((device.to_owned(), Hlc(hlc.parse().ok()?)))
+}
+
+enum Outcome {
+    Done(PushResponse),
+    Refused(AdmitError),
+    /// Entry `seq` failed with a rejection-class error: run again with it rejected.
+    Reject(u64, String),
+    /// Bookkeeping the server wrote cannot be read back.
+    Corrupt(String),
+}
+
+async fn push(State(store): State<Store>, Json(req): Json<PushRequest>) -> Response {
+    let mut rejected: BTreeMap<u64, String> = BTreeMap::new();
+    loop {
+        let req2 = req.clone();
+        let known = rejected.clone();
+        let result = store
+            .transaction(move |tx| async move {
+                let state = match tx.meta_get(NS_PRODUCER, &req2.device).await? {
+                    None => None,
+                    Some(v) => match serde_json::from_value::<ProducerState>(v) {
+                        Ok(st) => Some(st),
+                        Err(e) => {
+                            return Ok(Outcome::Corrupt(format!(
+                                "stored producer state of {:?} is unreadable: {e}",
+                                req2.device
+                            )));
+                        }
+                    },
+                };
+                let admission = match admit(state, &req2) {
+                    Ok(a) => a,
+                    Err(e) => return Ok(Outcome::Refused(e)),
+                };
+                let mut rejections = Vec::new();
+                for e in &req2.entries[admission.skip..] {
+                    if let Some(reason) = known.get(&e.seq) {
+                        rejections.push(Rejection {
+                            seq: e.seq,
+                            op_id: e.op_id.clone(),
+                            reason: reason.clone(),
+                        });
+                        continue;
+                    }
+                    let key = format!("{}/{}", e.collection, e.doc_id);
+                    let wins = match tx.meta_get(NS_HLC, &key).await? {
+                        Some(v) => {
+                            let hlc: Option<Hlc> = serde_json::from_value(v["hlc"].clone()).ok();
+                            let dev = v["device"].as_str().unwrap_or("");
+                            hlc.is_none_or(|h| crate::lww_wins((&e.hlc, &req2.device), (&h, dev)))
+                        }
+                        None => true,
+                    };
+                    if !wins {
+                        continue; // older than what the server has: acknowledged, no effect
+                    }
+                    tx.set_origin(&sync_origin(&req2.device, &e.hlc));
+                    let applied = match e.op {
+                        Op::Put => match tx.get(&e.collection, &e.doc_id).await {
+                            Ok(_) => tx
+                                .replace(&e.collection, &e.doc_id, e.body.clone(), None)
+                                .await
+                                .map(drop),
+                            Err(DocError::NotFound { .. }) => tx
+                                .create_with_id(&e.collection, &e.doc_id, e.body.clone())
+                                .await
+                                .map(drop),
+                            Err(other) => Err(other),
+                        },
+                        Op::Patch => tx
+                            .patch(&e.collection, &e.doc_id, e.body.clone(), None)
+                            .await
+                            .map(drop),
+                        Op::Delete => match tx.delete(&e.collection, &e.doc_id, None).await {
+                            Ok(_) | Err(DocError::NotFound { .. }) => Ok(()),
+                            Err(other) => Err(other),
+                        },
+                    };
+                    match applied {
+                        Ok(()) => {
+                            let mark = serde_json::json!({"hlc": e.hlc, "device": req2.device});
+                            tx.meta_put(NS_HLC, &key, mark).await?;
+                        }
+                        Err(err) if is_rejection(&err) => {
+                            return Ok(Outcome::Reject(e.seq, err.to_string()));
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+                let next = serde_json::to_value(admission.next).unwrap_or_default();
+                tx.meta_put(NS_PRODUCER, &req2.device, next).await?;
+                Ok(Outcome::Done(PushResponse {
+                    acked_seq: admission.next.last_seq,
+                    rejected: rejections,
+                }))
+            })
+            .await;
+        match result {
+            Ok(Outcome::Done(resp)) => return Json(resp).into_response(),
+            Ok(Outcome::Refused(AdmitError::Gap(g))) => {
+                return (StatusCode::CONFLICT, Json(g)).into_response();
+            }
+            Ok(Outcome::Refused(AdmitError::StaleEpoch(s))) => {
+                return (StatusCode::FORBIDDEN, Json(s)).into_response();
+            }
+            Ok(Outcome::Refused(e @ AdmitError::Invalid(_))) => {
+                return error(StatusCode::BAD_REQUEST, e.to_string());
+            }
+            // The transaction rolled back; run it again with this entry rejected. Bounded:
+            // each round adds one entry of the batch.
+            Ok(Outcome::Reject(seq, reason)) => {
+                rejected.insert(seq, reason);
+            }
+            Ok(Outcome::Corrupt(msg)) => return error(StatusCode::INTERNAL_SERVER_ERROR, msg),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PullQuery {
+    cursor: Option<String>,
+    #[serde(default)]
+    full: bool,
+    limit: Option<usize>,
+}
+
+fn server_hlc(at_ms: i64) -> Hlc {
+    let time = uhlc::NTP64::from(Duration::from_millis(at_ms.max(0) as u64));
+    Hlc(uhlc::Timestamp::new(
+        time,
+        uhlc::ID::from(std::num::NonZeroU8::MIN),
+    ))
+}
+
+async fn pull(State(store): State<Store>, Query(q): Query<PullQuery>) -> Response {
+    if q.full {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "full re-read is not implemented by this server yet".into(),
+        );
+    }
+    let cursor = match q.cursor.as_deref().map(str::parse::<Cursor>) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let limit = q.limit.unwrap_or(MAX_PULL_PAGE).clamp(1, MAX_PULL_PAGE);
+    let page = match store
+        .changes_since(cursor.as_ref(), &ChangeFilter::default(), limit)
+        .await
+    {
+        Ok(p) => p,
+        Err(DocError::CursorExpired { .. }) => {
+            return error(
+                StatusCode::GONE,
+                "cursor expired: read everything again".into(),
+            );
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let changes = page
+        .changes
+        .into_iter()
+        .filter_map(|c| {
+            let op = match c.op {
+                ChangeOp::Create | ChangeOp::Replace | ChangeOp::Patch => Op::Put,
+                ChangeOp::Delete => Op::Delete,
+                ChangeOp::CollectionCreate | ChangeOp::CollectionDrop => return None,
+            };
+            let (device, hlc) = c
+                .origin
+                .as_deref()
+                .and_then(parse_origin)
+                .unwrap_or_else(|| ("server".to_owned(), server_hlc(c.at)));
+            let mut document = c.document.unwrap_or(serde_json::Value::Null);
+            if let Some(obj) = document.as_object_mut() {
+                for f in SYSTEM_FIELDS {
+                    obj.remove(f);
+                }
+            }
+            Some(PulledChange {
+                collection: c.collection,
+                doc_id: c.id,
+                op,
+                document,
+                hlc,
+                device,
+            })
+        })
+        .collect();
+    Json(PullResponse {
+        changes,
+        next: Some(page.next.to_string()),
+        up_to_date: page.up_to_date,
+    })
+    .into_response()
+}

@@ -1,0 +1,160 @@
+//! The HTTP transport: runs the machine's requests with reqwest, each under its deadline.
+//!
+//! Endpoints (relative to the server's base URL):
+//! - `POST /api/sync/push` with a [`PushRequest`]: 200 [`PushResponse`], 409 [`GapResponse`],
+//!   403 [`StaleEpochResponse`];
+//! - `GET /api/sync/pull?cursor=C` (no `cursor`: from the start): 200 [`PullResponse`],
+//!   410 when the cursor is past retention;
+//! - `GET /api/sync/pull?full=true`: the full current state as `Put` changes plus the head
+//!   cursor (the re-read after a 410).
+
+use std::time::Duration;
+
+use crate::machine::{PullFailure, PushFailure};
+use crate::protocol::{GapResponse, PullResponse, PushRequest, PushResponse, StaleEpochResponse};
+
+/// An HTTP client for one server.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl HttpTransport {
+    /// A transport for the server at `base` (e.g. `http://127.0.0.1:8080`). `connect_timeout`
+    /// bounds connection set-up; every request also gets its own overall timeout.
+    pub fn new(base: impl Into<String>, connect_timeout: Duration) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .build()?;
+        Ok(HttpTransport {
+            client,
+            base: base.into().trim_end_matches('/').to_owned(),
+            token: None,
+        })
+    }
+
+    /// As [`HttpTransport::new`], but every request opens a new connection (no keep-alive
+    /// pool): for tests that switch faults per connection, and for networks where idle
+    /// connections die silently.
+    pub fn without_pooling(
+        base: impl Into<String>,
+        connect_timeout: Duration,
+    ) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_max_idle_per_host(0)
+            .build()?;
+        Ok(HttpTransport {
+            client,
+            base: base.into().trim_end_matches('/').to_owned(),
+            token: None,
+        })
+    }
+
+    /// Send `Authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    /// Push one batch; the whole exchange is bounded by `timeout`.
+    pub async fn push(
+        &self,
+        request: &PushRequest,
+        timeout: Duration,
+    ) -> Result<PushResponse, PushFailure> {
+        let rb = self
+            .client
+            .post(format!("{}/api/sync/push", self.base))
+            .timeout(timeout)
+            .json(request);
+        let resp = self
+            .auth(rb)
+            .send()
+            .await
+            .map_err(|e| PushFailure::Transport(describe(&e)))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| PushFailure::Transport(describe(&e)))?;
+        let parse_err = |e: serde_json::Error| {
+            PushFailure::Transport(format!("unreadable {status} response: {e}"))
+        };
+        match status {
+            200 => serde_json::from_slice(&body).map_err(parse_err),
+            409 => Err(PushFailure::Gap(
+                serde_json::from_slice::<GapResponse>(&body).map_err(parse_err)?,
+            )),
+            403 => Err(PushFailure::StaleEpoch(
+                serde_json::from_slice::<StaleEpochResponse>(&body).map_err(parse_err)?,
+            )),
+            _ => Err(PushFailure::Server {
+                status,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            }),
+        }
+    }
+
+    /// Fetch changes after `cursor`, or the full state with `full`; bounded by `timeout`.
+    pub async fn pull(
+        &self,
+        cursor: Option<&str>,
+        full: bool,
+        timeout: Duration,
+    ) -> Result<PullResponse, PullFailure> {
+        let mut rb = self
+            .client
+            .get(format!("{}/api/sync/pull", self.base))
+            .timeout(timeout);
+        if full {
+            rb = rb.query(&[("full", "true")]);
+        } else if let Some(c) = cursor {
+            rb = rb.query(&[("cursor", c)]);
+        }
+        let resp = self
+            .auth(rb)
+            .send()
+            .await
+            .map_err(|e| PullFailure::Transport(describe(&e)))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| PullFailure::Transport(describe(&e)))?;
+        match status {
+            200 => serde_json::from_slice(&body)
+                .map_err(|e| PullFailure::Transport(format!("unreadable pull response: {e}"))),
+            410 => Err(PullFailure::Expired),
+            _ => Err(PullFailure::Server {
+                status,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            }),
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut msg = if e.is_timeout() {
+        "request timed out".to_owned()
+    } else {
+        e.to_string()
+    };
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

@@ -1,0 +1,496 @@
+//! Unit tests of the sans-I/O sync machine.
+
+use litehouse_sync::{
+    Action, Event, GapResponse, Hlc, Op, OutboxEntry, PullFailure, PullResponse, PulledChange,
+    PushFailure, PushResponse, Rejection, StaleEpochResponse, SyncConfig, SyncMachine, SyncState,
+};
+
+fn config() -> SyncConfig {
+    SyncConfig {
+        max_batch: 2,
+        base_backoff: 100,
+        max_backoff: 1_000,
+        poll_interval: 5_000,
+        request_timeout: 2_000,
+        jitter_seed: 42,
+    }
+}
+
+fn entry(clock: &uhlc::HLC, seq: u64) -> OutboxEntry {
+    OutboxEntry {
+        seq,
+        op_id: format!("op-{seq}"),
+        hlc: Hlc(clock.new_timestamp()),
+        collection: "tx".into(),
+        doc_id: format!("doc-{seq}"),
+        op: Op::Put,
+        body: serde_json::json!({ "n": seq }),
+    }
+}
+
+fn push_of(actions: &[Action]) -> Option<(u64, u64, u64)> {
+    actions.iter().find_map(|a| match a {
+        Action::SendPush { req, request, .. } => Some((*req, request.first_seq, request.last_seq)),
+        _ => None,
+    })
+}
+
+fn pull_of(actions: &[Action]) -> Option<(u64, Option<String>)> {
+    actions.iter().find_map(|a| match a {
+        Action::FetchChangesSince { req, cursor, .. } => Some((*req, cursor.clone())),
+        _ => None,
+    })
+}
+
+fn sleep_of(actions: &[Action]) -> Option<u64> {
+    actions.iter().find_map(|a| match a {
+        Action::SleepUntil(t) => Some(*t),
+        _ => None,
+    })
+}
+
+fn up_to_date(next: &str) -> PullResponse {
+    PullResponse {
+        changes: vec![],
+        next: Some(next.into()),
+        up_to_date: true,
+    }
+}
+
+/// A machine that has done its first (empty) pull and is idle.
+fn idle_machine() -> SyncMachine {
+    let mut m = SyncMachine::new(config(), "dev-1", 1, None, 0);
+    let a = m.handle(0, Event::Timer);
+    let (req, cursor) = pull_of(&a).expect("first pull");
+    assert_eq!(cursor, None);
+    let a = m.handle(
+        1,
+        Event::PullResult {
+            req,
+            result: Ok(up_to_date("c0")),
+        },
+    );
+    assert_eq!(sleep_of(&a), Some(5_001));
+    assert_eq!(m.status(1).state, SyncState::Online);
+    m
+}
+
+#[test]
+fn push_is_batched_and_marked_synced_only_after_ack() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let a = m.handle(10, Event::LocalWrite(entry(&clock, 1)));
+    let (req, first, last) = push_of(&a).expect("a local write pushes at once");
+    assert_eq!((first, last), (1, 1));
+    // More writes while the push is in flight wait for it.
+    assert_eq!(
+        push_of(&m.handle(11, Event::LocalWrite(entry(&clock, 2)))),
+        None
+    );
+    assert_eq!(
+        push_of(&m.handle(12, Event::LocalWrite(entry(&clock, 3)))),
+        None
+    );
+    let st = m.status(20);
+    assert_eq!(st.pending, 3);
+    assert_eq!(st.oldest_pending_age, Some(10));
+    assert_eq!(st.state, SyncState::Syncing);
+    assert!(!a.iter().any(|x| matches!(x, Action::MarkSynced { .. })));
+
+    let a = m.handle(
+        30,
+        Event::PushResult {
+            req,
+            result: Ok(PushResponse {
+                acked_seq: 1,
+                rejected: vec![],
+            }),
+        },
+    );
+    assert!(a.contains(&Action::MarkSynced {
+        up_to_seq: 1,
+        rejected: vec![]
+    }));
+    let (req, first, last) = push_of(&a).expect("the rest is pushed next, max_batch = 2");
+    assert_eq!((first, last), (2, 3));
+    let a = m.handle(
+        40,
+        Event::PushResult {
+            req,
+            result: Ok(PushResponse {
+                acked_seq: 3,
+                rejected: vec![Rejection {
+                    seq: 2,
+                    op_id: "op-2".into(),
+                    reason: "invalid".into(),
+                }],
+            }),
+        },
+    );
+    assert!(matches!(
+        &a[..],
+        [.., Action::FetchChangesSince { .. }, Action::SleepUntil(_)]
+    ));
+    let st = m.status(40);
+    assert_eq!(st.pending, 0);
+    assert_eq!(st.rejected_total, 1);
+    assert_eq!(st.last_push_ok, Some(40));
+    assert!(st.last_error.unwrap().contains("seq 2 rejected"));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Log(l) if l.kind == "rejected"))
+    );
+}
+
+#[test]
+fn failed_push_is_retried_by_the_timer_without_a_new_write() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let (mut req, ..) = push_of(&m.handle(100, Event::LocalWrite(entry(&clock, 1)))).unwrap();
+    let mut now = 100;
+    let mut ceilings = vec![];
+    for attempt in 1..=8u32 {
+        let a = m.handle(
+            now,
+            Event::PushResult {
+                req,
+                result: Err(PushFailure::Transport("connection refused".into())),
+            },
+        );
+        let wake = sleep_of(&a).expect("a failure always re-arms the timer");
+        let delay = wake - now;
+        let ceiling = (100u64 << (attempt - 1)).min(1_000);
+        assert!(
+            delay >= ceiling / 2 && delay <= ceiling,
+            "attempt {attempt}: delay {delay} outside [{}, {ceiling}]",
+            ceiling / 2
+        );
+        ceilings.push(ceiling);
+        let st = m.status(now);
+        assert_eq!(st.state, SyncState::BackingOff { until: wake });
+        assert_eq!(st.consecutive_failures, attempt);
+        assert_eq!(st.last_error.as_deref(), Some("connection refused"));
+        // An early timer does nothing.
+        assert_eq!(push_of(&m.handle(wake - 1, Event::Timer)), None);
+        now = wake;
+        req = push_of(&m.handle(now, Event::Timer))
+            .expect("retried when the backoff expires")
+            .0;
+    }
+    assert_eq!(*ceilings.last().unwrap(), 1_000, "backoff capped");
+    assert_eq!(m.status(now).total_retries, 8);
+    m.handle(
+        now,
+        Event::PushResult {
+            req,
+            result: Ok(PushResponse {
+                acked_seq: 1,
+                rejected: vec![],
+            }),
+        },
+    );
+    assert_eq!(m.status(now).consecutive_failures, 0);
+    assert_eq!(m.status(now).pending, 0);
+}
+
+#[test]
+fn unanswered_request_times_out_and_is_retried() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let a = m.handle(100, Event::LocalWrite(entry(&clock, 1)));
+    let (req, ..) = push_of(&a).unwrap();
+    assert_eq!(sleep_of(&a), Some(2_100), "timer armed at the deadline");
+    let a = m.handle(2_100, Event::Timer);
+    assert_eq!(push_of(&a), None);
+    let wake = sleep_of(&a).unwrap();
+    assert!(wake > 2_100 && wake <= 2_200);
+    assert_eq!(
+        m.status(2_100).last_error.as_deref(),
+        Some("request timed out")
+    );
+    // The late answer to the abandoned request is ignored: the entry stays pending.
+    m.handle(
+        2_150,
+        Event::PushResult {
+            req,
+            result: Ok(PushResponse {
+                acked_seq: 1,
+                rejected: vec![],
+            }),
+        },
+    );
+    assert_eq!(m.status(2_150).pending, 1);
+    assert!(push_of(&m.handle(wake, Event::Timer)).is_some());
+}
+
+#[test]
+fn local_write_and_network_up_cut_backoff_short() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let (req, ..) = push_of(&m.handle(100, Event::LocalWrite(entry(&clock, 1)))).unwrap();
+    let a = m.handle(
+        100,
+        Event::PushResult {
+            req,
+            result: Err(PushFailure::Server {
+                status: 503,
+                message: "busy".into(),
+            }),
+        },
+    );
+    assert!(sleep_of(&a).unwrap() > 100);
+    let (req, first, last) = push_of(&m.handle(101, Event::LocalWrite(entry(&clock, 2)))).unwrap();
+    assert_eq!((first, last), (1, 2));
+
+    // Network down: the request is abandoned, nothing is sent, state is offline.
+    assert_eq!(
+        m.handle(102, Event::NetworkDown)
+            .iter()
+            .find(|a| matches!(a, Action::SendPush { .. })),
+        None
+    );
+    assert_eq!(m.status(102).state, SyncState::Offline { paused: false });
+    m.handle(
+        103,
+        Event::PushResult {
+            req,
+            result: Ok(PushResponse {
+                acked_seq: 2,
+                rejected: vec![],
+            }),
+        },
+    );
+    assert_eq!(
+        m.status(103).pending,
+        2,
+        "result of an abandoned request ignored"
+    );
+    assert_eq!(
+        push_of(&m.handle(104, Event::LocalWrite(entry(&clock, 3)))),
+        None
+    );
+    assert_eq!(push_of(&m.handle(5_000, Event::Timer)), None);
+    let (_, first, last) = push_of(&m.handle(5_001, Event::NetworkUp)).unwrap();
+    assert_eq!((first, last), (1, 2));
+}
+
+#[test]
+fn pause_resume_force_sync_and_stop() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    m.handle(10, Event::Pause);
+    assert_eq!(m.status(10).state, SyncState::Offline { paused: true });
+    assert_eq!(
+        push_of(&m.handle(11, Event::LocalWrite(entry(&clock, 1)))),
+        None
+    );
+    assert_eq!(m.status(11).pending, 1);
+    let (req, ..) = push_of(&m.handle(12, Event::Resume)).unwrap();
+    // The pull follows the acknowledged push at once.
+    let a = m.handle(
+        13,
+        Event::PushResult {
+            req,
+            result: Ok(PushResponse {
+                acked_seq: 1,
+                rejected: vec![],
+            }),
+        },
+    );
+    let (req, cursor) = pull_of(&a).unwrap_or_else(|| panic!("{a:?}"));
+    assert_eq!(cursor.as_deref(), Some("c0"));
+    let a = m.handle(
+        15,
+        Event::PullResult {
+            req,
+            result: Ok(up_to_date("c1")),
+        },
+    );
+    assert_eq!(sleep_of(&a), Some(5_015));
+    assert!(m.is_quiescent());
+    // ForceSync pulls before the poll interval.
+    assert!(pull_of(&m.handle(16, Event::ForceSync)).is_some());
+    assert!(
+        m.handle(17, Event::Stop)
+            .iter()
+            .all(|a| matches!(a, Action::Log(_)))
+    );
+    assert!(m.handle(18, Event::LocalWrite(entry(&clock, 2))).is_empty());
+    assert_eq!(m.status(18).state, SyncState::Stopped);
+}
+
+#[test]
+fn pull_pages_until_up_to_date_and_expired_cursor_triggers_full_read() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let (req, _) = pull_of(&m.handle(6_000, Event::Timer)).unwrap();
+    let change = PulledChange {
+        collection: "tx".into(),
+        doc_id: "a".into(),
+        op: Op::Put,
+        document: serde_json::json!({"x": 1}),
+        hlc: Hlc(clock.new_timestamp()),
+        device: "dev-2".into(),
+    };
+    let a = m.handle(
+        6_001,
+        Event::PullResult {
+            req,
+            result: Ok(PullResponse {
+                changes: vec![change.clone()],
+                next: Some("c5".into()),
+                up_to_date: false,
+            }),
+        },
+    );
+    assert!(a.contains(&Action::ApplyBatch {
+        changes: vec![change.clone()],
+        cursor: Some("c5".into()),
+        full: false
+    }));
+    let (req, cursor) = pull_of(&a).expect("not up to date: next page at once");
+    assert_eq!(cursor.as_deref(), Some("c5"));
+    let a = m.handle(
+        6_002,
+        Event::PullResult {
+            req,
+            result: Err(PullFailure::Expired),
+        },
+    );
+    let req = a
+        .iter()
+        .find_map(|a| match a {
+            Action::ReadAll { req, .. } => Some(*req),
+            _ => None,
+        })
+        .expect("an expired cursor asks for a full re-read");
+    // A failure of the full read is retried as a full read.
+    let a = m.handle(
+        6_003,
+        Event::PullResult {
+            req,
+            result: Err(PullFailure::Transport("reset".into())),
+        },
+    );
+    let wake = sleep_of(&a).unwrap();
+    let a = m.handle(wake, Event::Timer);
+    let req = a
+        .iter()
+        .find_map(|a| match a {
+            Action::ReadAll { req, .. } => Some(*req),
+            _ => None,
+        })
+        .expect("full re-read retried");
+    let a = m.handle(
+        wake + 1,
+        Event::PullResult {
+            req,
+            result: Ok(PullResponse {
+                changes: vec![change.clone()],
+                next: Some("c9".into()),
+                up_to_date: true,
+            }),
+        },
+    );
+    assert!(a.contains(&Action::ApplyBatch {
+        changes: vec![change],
+        cursor: Some("c9".into()),
+        full: true
+    }));
+    assert!(m.is_quiescent());
+    assert_eq!(m.status(wake + 1).cursor.as_deref(), Some("c9"));
+}
+
+#[test]
+fn gap_and_stale_epoch_responses() {
+    let clock = uhlc::HLC::default();
+    let mut m = SyncMachine::new(config(), "dev-1", 3, Some("c0".into()), 4);
+    // Entries already acknowledged (seq <= 4) are not pending again.
+    let a = m.handle(0, Event::LocalWrite(entry(&clock, 4)));
+    assert_eq!(m.status(0).pending, 0);
+    let (req, cursor) = pull_of(&a).expect("first pull from the stored cursor");
+    assert_eq!(cursor.as_deref(), Some("c0"));
+    m.handle(
+        0,
+        Event::PullResult {
+            req,
+            result: Ok(up_to_date("c0")),
+        },
+    );
+    let a = m.handle(1, Event::LocalWrite(entry(&clock, 5)));
+    let (req, first, _) = push_of(&a).unwrap();
+    assert_eq!(first, 5);
+    m.handle(2, Event::LocalWrite(entry(&clock, 6)));
+    // The server already has 5 (the ack was lost): it expects 6. That counts as an ack.
+    let a = m.handle(
+        3,
+        Event::PushResult {
+            req,
+            result: Err(PushFailure::Gap(GapResponse {
+                expected_seq: 6,
+                received_seq: 5,
+            })),
+        },
+    );
+    assert!(a.contains(&Action::MarkSynced {
+        up_to_seq: 5,
+        rejected: vec![]
+    }));
+    let (req, first, _) = push_of(&a).unwrap();
+    assert_eq!(first, 6);
+    // The server lost data: it expects 2. Reported, retried with backoff.
+    let a = m.handle(
+        4,
+        Event::PushResult {
+            req,
+            result: Err(PushFailure::Gap(GapResponse {
+                expected_seq: 2,
+                received_seq: 6,
+            })),
+        },
+    );
+    assert!(sleep_of(&a).unwrap() > 4);
+    assert!(m.status(4).last_error.unwrap().contains("expects seq 2"));
+    let wake = sleep_of(&a).unwrap();
+    let (req, ..) = push_of(&m.handle(wake, Event::Timer)).unwrap();
+    m.handle(
+        wake,
+        Event::PushResult {
+            req,
+            result: Err(PushFailure::StaleEpoch(StaleEpochResponse {
+                current_epoch: 9,
+            })),
+        },
+    );
+    let st = m.status(wake);
+    assert!(st.last_error.unwrap().contains("epoch 3 is older"));
+    assert_eq!(st.pending, 1);
+    assert!(matches!(st.state, SyncState::BackingOff { .. }));
+}
+
+#[test]
+fn outbox_gap_is_reported_at_once() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let a = m.handle(10, Event::LocalWrite(entry(&clock, 2)));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Log(l) if l.kind == "local-error"))
+    );
+    assert!(m.status(10).last_error.unwrap().contains("outbox gap"));
+    assert_eq!(m.status(10).pending, 1);
+}
+
+#[test]
+fn config_and_status_serialize() {
+    let c: SyncConfig = serde_json::from_str(r#"{"max_backoff": 5000}"#).unwrap();
+    assert_eq!(c.max_backoff, 5_000);
+    assert_eq!(c.base_backoff, SyncConfig::default().base_backoff);
+    let err = serde_json::from_str::<SyncConfig>(r#"{"max_backof": 1}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field"), "{err}");
+    let m = idle_machine();
+    let v = serde_json::to_value(m.status(1)).unwrap();
+    assert_eq!(v["state"], serde_json::json!({"state": "online"}));
+    assert_eq!(v["pending"], 0);
+    assert_eq!(v["cursor"], "c0");
+}

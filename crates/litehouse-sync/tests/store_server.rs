@@ -1,0 +1,248 @@
+//! The store-backed sync routes (`litehouse_sync::router`) over a real SQLite store on
+//! loopback: the push rules over HTTP, and devices converging through the fault proxy.
+
+use std::time::Duration;
+
+use litehouse_docs::{ChangeFilter, CollectionSpec, Store};
+use litehouse_sync::{
+    Event, FaultMode, FaultProxy, Hlc, HttpTransport, Op, OutboxEntry, PushFailure, PushRequest,
+    SyncConfig,
+};
+
+use crate::http::TestDevice;
+
+fn uuid(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+async fn start(
+    dir: &tempfile::TempDir,
+) -> (Store, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let store = Store::open_sqlite(dir.path().join("server.db"))
+        .await
+        .unwrap();
+    serve(store).await
+}
+
+async fn serve(store: Store) -> (Store, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    store
+        .create_collection("tx", CollectionSpec::default())
+        .await
+        .unwrap();
+    let app = litehouse_sync::router(store.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (store, addr, task)
+}
+
+fn request(clock: &uhlc::HLC, epoch: u64, entries: &[(u64, &str, u64)]) -> PushRequest {
+    PushRequest {
+        device: "d1".into(),
+        epoch,
+        first_seq: entries[0].0,
+        last_seq: entries[entries.len() - 1].0,
+        entries: entries
+            .iter()
+            .map(|&(seq, collection, doc)| OutboxEntry {
+                seq,
+                op_id: format!("op-{seq}"),
+                hlc: Hlc(clock.new_timestamp()),
+                collection: collection.into(),
+                doc_id: uuid(doc),
+                op: Op::Put,
+                body: serde_json::json!({ "seq": seq }),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_rules_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path().join("server.db"))
+        .await
+        .unwrap();
+    push_rules(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_rules_on_postgres() {
+    let Some(url) = std::env::var("LITEHOUSE_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipped: LITEHOUSE_TEST_PG not set");
+        return;
+    };
+    let schema = format!(
+        "lh_sync_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let store = Store::open_postgres_with(litehouse_docs::PostgresConfig {
+        url: url.clone(),
+        schema: schema.clone(),
+        pool_size: 4,
+    })
+    .await
+    .expect("postgres store");
+    let outcome = tokio::spawn(push_rules(store)).await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn_task = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = conn_task.await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Duplicates acknowledged without a new change, 409 on a gap, 403 on an older epoch, a bad
+/// entry rejected and acknowledged without blocking the next ones, LWW, and pull.
+async fn push_rules(store: Store) {
+    let (store, addr, task) = serve(store).await;
+    let t = HttpTransport::new(format!("http://{addr}"), Duration::from_secs(2)).unwrap();
+    let timeout = Duration::from_secs(5);
+    let clock = uhlc::HLC::default();
+
+    let first = request(&clock, 5, &[(1, "tx", 1), (2, "tx", 2)]);
+    assert_eq!(t.push(&first, timeout).await.unwrap().acked_seq, 2);
+    let head = store.head().await.unwrap();
+    // The same batch again (a lost acknowledgement): acknowledged, not applied again.
+    let again = t.push(&first, timeout).await.unwrap();
+    assert_eq!((again.acked_seq, again.rejected.len()), (2, 0));
+    assert_eq!(
+        store.head().await.unwrap(),
+        head,
+        "a duplicate appends no change"
+    );
+    assert_eq!(store.get("tx", &uuid(1)).await.unwrap().version, 1);
+
+    match t.push(&request(&clock, 5, &[(4, "tx", 4)]), timeout).await {
+        Err(PushFailure::Gap(g)) => assert_eq!((g.expected_seq, g.received_seq), (3, 4)),
+        other => panic!("expected 409: {other:?}"),
+    }
+    match t.push(&request(&clock, 4, &[(3, "tx", 3)]), timeout).await {
+        Err(PushFailure::StaleEpoch(s)) => assert_eq!(s.current_epoch, 5),
+        other => panic!("expected 403: {other:?}"),
+    }
+    assert_eq!(
+        store.head().await.unwrap(),
+        head,
+        "refused pushes change nothing"
+    );
+
+    // Seq 3 targets a missing collection: rejected and acknowledged; 4 and 5 apply.
+    let mixed = request(&clock, 5, &[(3, "nope", 3), (4, "tx", 4), (5, "tx", 1)]);
+    let resp = t.push(&mixed, timeout).await.unwrap();
+    assert_eq!(resp.acked_seq, 5);
+    assert_eq!(resp.rejected.len(), 1);
+    assert_eq!(resp.rejected[0].seq, 3);
+    assert_eq!(store.get("tx", &uuid(4)).await.unwrap().body["seq"], 4);
+    assert_eq!(store.get("tx", &uuid(1)).await.unwrap().body["seq"], 5);
+    assert_eq!(store.get("tx", &uuid(1)).await.unwrap().version, 2);
+
+    // An older write (smaller HLC) to a document loses: acknowledged, no effect.
+    let mut old = request(&clock, 5, &[(6, "tx", 1)]);
+    old.entries[0].hlc = first.entries[0].hlc;
+    assert_eq!(t.push(&old, timeout).await.unwrap().acked_seq, 6);
+    assert_eq!(store.get("tx", &uuid(1)).await.unwrap().body["seq"], 5);
+
+    // Pull sees the device's changes with its HLC, without system fields.
+    let page = t.pull(None, false, timeout).await.unwrap();
+    assert!(page.up_to_date);
+    let d1: Vec<_> = page
+        .changes
+        .iter()
+        .filter(|c| c.doc_id == uuid(1))
+        .collect();
+    assert_eq!(d1.len(), 2);
+    assert_eq!(d1[1].device, "d1");
+    assert_eq!(d1[1].hlc, mixed.entries[2].hlc);
+    assert_eq!(d1[1].document, serde_json::json!({"seq": 5}));
+    let again = t.pull(page.next.as_deref(), false, timeout).await.unwrap();
+    assert!(again.changes.is_empty() && again.up_to_date);
+    let bad = t.pull(Some("x"), false, timeout).await.unwrap_err();
+    assert!(
+        matches!(bad, litehouse_sync::PullFailure::Server { status: 400, .. }),
+        "{bad:?}"
+    );
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_converge_through_a_store_backed_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, addr, task) = start(&dir).await;
+    let proxy = FaultProxy::start(addr).await.unwrap();
+    let config = SyncConfig {
+        max_batch: 4,
+        base_backoff: 20,
+        max_backoff: 300,
+        poll_interval: 100,
+        request_timeout: 2_000,
+        jitter_seed: 3,
+    };
+    let base = format!("http://{}", proxy.addr());
+    let mut a = TestDevice::start("a", 1, base.clone(), config.clone());
+    let mut b = TestDevice::start("b", 2, base, config);
+    a.driver.send(Event::Pause).await.unwrap();
+    b.driver.send(Event::Pause).await.unwrap();
+    for i in 0..10i64 {
+        a.write(&uuid(i as u64 % 4), i).await;
+        b.write(&uuid(i as u64 % 3), 100 + i).await;
+    }
+    proxy.set_mode(FaultMode::Reset);
+    a.driver.send(Event::Resume).await.unwrap();
+    b.driver.send(Event::Resume).await.unwrap();
+    a.wait_for("a failure", Duration::from_secs(10), |s| {
+        s.consecutive_failures > 0
+    })
+    .await;
+    proxy.set_mode(FaultMode::Pass);
+    let limit = Duration::from_secs(20);
+    for d in [&a, &b] {
+        d.wait_for("pending drained", limit, |s| s.pending == 0)
+            .await;
+    }
+    let head = store.head().await.unwrap().to_string();
+    for d in [&a, &b] {
+        d.driver.send(Event::ForceSync).await.unwrap();
+        d.wait_for("cursor at head", limit, |s| {
+            s.cursor.as_deref() == Some(&head)
+        })
+        .await;
+    }
+    for d in [&a, &b] {
+        let docs = d.replica.docs.lock().unwrap().clone();
+        assert_eq!(docs.len(), 4);
+        for (id, doc) in docs {
+            let body = serde_json::Value::Object(server_body(&store, &id).await);
+            assert_eq!(doc.body.as_ref(), Some(&body), "doc {id}");
+        }
+    }
+    // Every change in the log came from a device, once per winning write.
+    let page = store
+        .changes_since(None, &ChangeFilter::default(), 1_000)
+        .await
+        .unwrap();
+    let synced = page.changes.iter().filter(|c| c.origin.is_some()).count();
+    assert!((4..=20).contains(&synced), "{synced}");
+    a.driver.stop().await;
+    b.driver.stop().await;
+    proxy.shutdown().await;
+    task.abort();
+}
+
+async fn server_body(store: &Store, id: &str) -> serde_json::Map<String, serde_json::Value> {
+    store.get("tx", id).await.unwrap().body
+}

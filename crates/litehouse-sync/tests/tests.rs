@@ -1,0 +1,7 @@
+//! Integration tests of litehouse-sync (one test binary).
+
+mod http;
+mod machine;
+mod proxy;
+mod sim;
+mod store_server;
