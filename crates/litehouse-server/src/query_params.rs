@@ -6,6 +6,10 @@
 //! tags=in.(a,b,"c,d")             in / nin take a parenthesised list; "..." quotes a string
 //! deleted=exists.false            exists takes true or false
 //! or=(age.lt.18,and(a.eq.1,b.eq.2),not.or(c.eq.1,d.eq.2))   groups nest; not.or / not.and
+//! items.0.sku=eq.A1               a numeric path segment is an array index
+//! tags=any.eq.red                 an element of the array at tags is "red"
+//! items=any(sku.eq.A1,qty.gt.2)   one element of items matches every item (element paths)
+//! or=(tags.any.eq.red,items.any(qty.gt.2))   the same inside groups
 //! order=age.desc,name.asc         sort keys (NULLs always sort last; nullslast is accepted)
 //! page=2&perPage=50               numbered pages, or cursor=NEXT_CURSOR (empty for the first)
 //! skipTotal=true                  skip counting every match
@@ -83,6 +87,7 @@ pub fn parse_list_query(
         types,
         limits,
         clauses: 0,
+        in_element: false,
     };
     let mut filters = Vec::new();
     let mut sort = Vec::new();
@@ -157,6 +162,9 @@ struct Parser<'a> {
     types: &'a PathTypes,
     limits: &'a ListLimits,
     clauses: usize,
+    /// Inside `any(...)`: paths are relative to an array element, and `""` (the element
+    /// itself) is a path.
+    in_element: bool,
 }
 
 impl Parser<'_> {
@@ -206,7 +214,11 @@ impl Parser<'_> {
         let segments: Vec<&str> = item.split('.').collect();
         let split = (1..segments.len()).find(|&at| {
             is_op(segments[at])
-                || (segments[at] == "not" && segments.get(at + 1).is_some_and(|s| is_op(s)))
+                || is_any(segments[at], segments.get(at + 1).copied())
+                || (segments[at] == "not"
+                    && segments
+                        .get(at + 1)
+                        .is_some_and(|s| is_op(s) || is_any(s, segments.get(at + 2).copied())))
         });
         let Some(split) = split else {
             return Err(format!("{item:?} is not PATH.OPERATOR.VALUE"));
@@ -225,7 +237,7 @@ impl Parser<'_> {
                 self.limits.max_clauses
             ));
         }
-        if path.is_empty() {
+        if path.is_empty() && !self.in_element {
             return Err("the path is empty".into());
         }
         let mut negations = 0;
@@ -233,6 +245,17 @@ impl Parser<'_> {
         while let Some(after) = rest.strip_prefix("not.") {
             negations += 1;
             rest = after;
+        }
+        if let Some(element) = rest.strip_prefix("any")
+            && (element.starts_with('.') || element.starts_with('('))
+        {
+            // `any.OP.VALUE` and `any(ITEM,...)` are conditions, not comparisons.
+            self.clauses -= 1;
+            let mut filter = self.any_element(path, element)?;
+            for _ in 0..negations {
+                filter = Filter::negate(filter);
+            }
+            return Ok(filter);
         }
         let (op_name, operand) = rest
             .split_once('.')
@@ -269,6 +292,36 @@ impl Parser<'_> {
         }
         Ok(filter)
     }
+}
+
+impl Parser<'_> {
+    /// `path=any.OP.VALUE` (an element of the array at `path` is OP VALUE) or
+    /// `path=any(ITEM,ITEM)` (one element matches every item; item paths are relative to the
+    /// element). `element` is what follows `any`.
+    fn any_element(&mut self, path: &str, element: &str) -> Result<Filter, String> {
+        if self.in_element {
+            return Err("any(...) cannot nest inside another any".into());
+        }
+        let no_types = PathTypes::new();
+        let mut inner = Parser {
+            types: &no_types,
+            limits: self.limits,
+            clauses: self.clauses,
+            in_element: true,
+        };
+        let condition = if let Some(comparison) = element.strip_prefix('.') {
+            inner.leaf("", comparison)
+        } else {
+            inner.group("and", element, 1)
+        };
+        self.clauses = inner.clauses;
+        Ok(Filter::any_element(path, condition?))
+    }
+}
+
+/// `any` followed by `.OP...` or `(`: the any-element condition inside a group item.
+fn is_any(segment: &str, next: Option<&str>) -> bool {
+    segment.starts_with("any(") || (segment == "any" && next.is_some_and(is_op))
 }
 
 fn is_op(segment: &str) -> bool {
@@ -481,6 +534,37 @@ mod tests {
         check("version=gt.2", Filter::gt("version", 2));
         check("id=eq.123", Filter::eq("id", "123"));
         check("note=eq.[1]", Filter::eq("note", "[1]"));
+    }
+
+    #[test]
+    fn array_elements() {
+        check("items.0.sku=eq.A1", Filter::eq("items.0.sku", "A1"));
+        check(
+            "tags=any.eq.red",
+            Filter::any_element("tags", Filter::eq("", "red")),
+        );
+        // Inside `any`, paths are the element's and carry no declared type.
+        check(
+            "items=any(zip.eq.7,sku.in.(a,b))",
+            Filter::any_element(
+                "items",
+                Filter::all([Filter::eq("zip", 7), Filter::is_in("sku", ["a", "b"])]),
+            ),
+        );
+        check(
+            "tags=not.any.eq.red",
+            Filter::negate(Filter::any_element("tags", Filter::eq("", "red"))),
+        );
+        check(
+            "or=(tags.any.eq.red,items.any(qty.gt.2),age.eq.3)",
+            Filter::any([
+                Filter::any_element("tags", Filter::eq("", "red")),
+                Filter::any_element("items", Filter::all([Filter::gt("qty", 2)])),
+                Filter::eq("age", 3),
+            ]),
+        );
+        check_err("tags=any(x.any.eq.1)", "invalid_filter", "cannot nest");
+        check_err("tags=any.zz.1", "invalid_filter", "");
     }
 
     #[test]

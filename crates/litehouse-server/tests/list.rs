@@ -175,3 +175,54 @@ async fn bad_list_queries_are_400_with_the_parameter() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_paths_and_any_element() {
+    on_each_backend(|backend| async move {
+        let server = TestServer::start(&backend, ServerConfig::default()).await;
+        create_collection(
+            &server,
+            json!({"name": "people", "indexes": [{"name": "by_first_sku", "fields": [{"path": "items.0.sku", "type": "string"}]}]}),
+        )
+        .await?;
+        let people = json!([
+            {"name": "ada", "tags": ["math", "red"], "items": [{"sku": "A1", "qty": 1}, {"sku": "B2", "qty": 5}]},
+            {"name": "bob", "tags": ["art"], "items": [{"sku": "B2", "qty": 1}]},
+            {"name": "cy", "tags": "red", "items": []},
+            {"name": "dee"},
+        ]);
+        expect_ok(server.post("/api/collections/people/docs", &people).send().await?, 201).await;
+        let check = |query: &'static str, expected: &'static [&'static str]| {
+            let server = &server;
+            async move {
+                let mut found = names(server, query).await?;
+                if !query.contains("order=") {
+                    found.sort();
+                }
+                assert_eq!(found, expected, "{query}");
+                TestResult::Ok(())
+            }
+        };
+        check("items.0.sku=eq.A1", &["ada"]).await?;
+        check("items.1.qty=gt.2", &["ada"]).await?;
+        // `cy`'s tags is a string, not an array: no element matches.
+        check("tags=any.eq.red", &["ada"]).await?;
+        check("tags=not.any.eq.red", &["bob", "cy", "dee"]).await?;
+        // One element must match every condition.
+        check("items=any(sku.eq.B2,qty.gt.2)", &["ada"]).await?;
+        check("items=any(sku.eq.B2,qty.lt.2)", &["bob"]).await?;
+        check("or=(tags.any.eq.art,items.0.sku.eq.A1)", &["ada", "bob"]).await?;
+        check("items.0.sku=exists.true&order=items.0.sku.desc", &["bob", "ada"]).await?;
+        expect_error(
+            server
+                .get("/api/collections/people/docs?tags=any(x.any.eq.1)")
+                .send()
+                .await?,
+            400,
+            "invalid_filter",
+        )
+        .await;
+        TestResult::Ok(())
+    })
+    .await;
+}
