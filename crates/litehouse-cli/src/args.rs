@@ -36,6 +36,9 @@ pub(crate) enum Command {
     Serve(crate::serve::ServeArgs),
     /// Create, list and revoke API tokens (stored hashed in a file beside the database).
     Token(crate::serve::TokenArgs),
+    /// The load process of the HTTP benchmark workloads (run by `litehouse bench`).
+    #[command(hide = true)]
+    BenchLoad(crate::bench_http::LoadArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -18,7 +18,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         list,
         pg,
     } = args;
-    let all = workloads();
+    let mut all = workloads();
+    all.extend(crate::bench_http::workloads());
     if list {
         for workload in &all {
             println!("{}  {}", workload.id, workload.title);

@@ -8,6 +8,7 @@ use clap::Parser;
 
 mod args;
 mod bench;
+mod bench_http;
 mod db;
 mod logs;
 mod migrate;
@@ -59,5 +60,6 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Logs(logs) => logs::run(logs).map(|()| ExitCode::SUCCESS),
         Command::Serve(serve) => serve::run(serve).map(|()| ExitCode::SUCCESS),
         Command::Token(token) => serve::token(token).map(|()| ExitCode::SUCCESS),
+        Command::BenchLoad(load) => bench_http::load(load).map(|()| ExitCode::SUCCESS),
     }
 }
