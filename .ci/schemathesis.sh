@@ -15,6 +15,10 @@
 # One worker: CPython 3.11 can fail "AST constructor recursion depth mismatch" when two
 # threads parse at once (python/cpython#106905), which hypothesis does for strategy names.
 #
+# GET /api/realtime is left out: its answer is an endless text/event-stream, which a fuzzer
+# can only time out on. Its own tests (crates/litehouse-server/tests/realtime.rs and
+# browser-tests/realtime.test.mjs) cover its statuses and events.
+#
 # Exits non-zero when schemathesis finds any failure; the server is stopped (and the
 # PostgreSQL schema dropped) whatever happens.
 set -euo pipefail
@@ -103,6 +107,7 @@ mkdir -p "$report_dir"
   --workers 1 \
   --request-timeout 10 \
   --seed 1 \
+  --exclude-operation-id realtime \
   --header "Authorization: Bearer $token" \
   --report junit --report-junit-path "$report_dir/$backend.xml" \
   --warnings off
