@@ -134,10 +134,11 @@ impl Config {
     /// reader opens, because switching journal mode concurrently fails with "locked".
     pub(crate) fn apply(&self, conn: &Connection, role: Role, in_memory: bool) -> Result<()> {
         conn.set_prepared_statement_cache_capacity(self.statement_cache_capacity);
-        match role {
-            Role::Writer => conn.busy_timeout(WRITER_BUSY_SLICE)?,
-            Role::Reader => conn.busy_timeout(clamp_busy_timeout(self.busy_budget))?,
-        }
+        // While opening, every connection waits out another connection's lock for the whole
+        // busy budget: a process closing the same file checkpoints under an exclusive lock,
+        // and that must not make this open fail with "database is locked". The writer then
+        // switches to a short slice, so that litehouse's own retry decides (and counts).
+        conn.busy_timeout(clamp_busy_timeout(self.busy_budget))?;
         // Pragmas that shape the file format only work before the file has content, and
         // switching to WAL writes the header: apply those overrides first.
         for (name, value) in self.pragmas.iter().filter(|(name, _)| is_file_format(name)) {
@@ -170,8 +171,9 @@ impl Config {
         {
             apply_pragma(conn, name, value)?;
         }
-        if role == Role::Reader {
-            conn.execute_batch("PRAGMA query_only=ON")?;
+        match role {
+            Role::Reader => conn.execute_batch("PRAGMA query_only=ON")?,
+            Role::Writer => conn.busy_timeout(WRITER_BUSY_SLICE)?,
         }
         Ok(())
     }

@@ -149,6 +149,31 @@ fn a_row_that_fails_with_a_plain_sql_error_is_isolated_too() -> TestResult {
     Ok(())
 }
 
+/// Opening a file while another connection holds its exclusive lock (as a process closing the
+/// same file does while it checkpoints) waits for the lock instead of failing with "database
+/// is locked": found as a flaky `Store::open_sqlite` right after the previous store dropped.
+#[test]
+fn open_waits_for_another_connections_exclusive_lock() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("locked.db");
+    let holder = litehouse::rusqlite::Connection::open(&path)?;
+    holder.execute_batch("BEGIN EXCLUSIVE; CREATE TABLE t(x);")?;
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let opener = std::thread::Builder::new()
+        .name("test-opener".into())
+        .spawn(move || {
+            let opened = Database::open(&path, Config::default()).map(|db| db.blocking_close());
+            let _ = opened_tx.send(opened.map(|_| ()));
+        })?;
+    // Longer than the writer's 20 ms busy slice.
+    std::thread::sleep(Duration::from_millis(300));
+    holder.execute_batch("COMMIT")?;
+    let opened = opened_rx.recv_timeout(Duration::from_secs(10))?;
+    opener.join().map_err(|_| "the opener thread panicked")?;
+    opened?;
+    Ok(())
+}
+
 /// `stop` returns the rows it wrote, not the buffer's lifetime total.
 #[test]
 fn stop_returns_the_rows_it_wrote() -> TestResult {
