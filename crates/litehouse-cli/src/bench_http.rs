@@ -154,6 +154,7 @@ fn run(
         let ids_file = options.dir.join(format!("{id}-{name}-ids.txt"));
         std::fs::write(&ids_file, running.ids.join("\n"))?;
         for (method, path, body) in shape.requests() {
+            let cpu_before = process_cpu();
             let result = load_process(
                 &running.addr,
                 method,
@@ -163,6 +164,15 @@ fn run(
                 seconds,
             )
             .with_context(|| format!("the load process against {name}"))?;
+            // CPU the server side (this process: the server's runtime and the engine's
+            // threads) spent per answered request: robust to a noisy machine, unlike req/s.
+            let cpu = match (cpu_before, process_cpu()) {
+                (Some(before), Some(after)) if result.ok > 0 => format!(
+                    ", server CPU {:.1} µs/req",
+                    after.saturating_sub(before).as_secs_f64() * 1e6 / result.ok as f64
+                ),
+                _ => String::new(),
+            };
             report(
                 Measurement::new(
                     id,
@@ -173,7 +183,7 @@ fn run(
                     Duration::from_secs_f64(result.elapsed),
                 )
                 .with_note(format!(
-                    "p50 {:.2} ms, p99 {:.2} ms{}",
+                    "p50 {:.2} ms, p99 {:.2} ms{cpu}{}",
                     result.p50_us as f64 / 1000.0,
                     result.p99_us as f64 / 1000.0,
                     if result.statuses.is_empty() {
@@ -187,6 +197,19 @@ fn run(
         runtime.block_on(running.stop())?;
     }
     Ok(())
+}
+
+/// CPU time this process's threads have run, from `/proc/self/task/*/schedstat` (Linux;
+/// `None` elsewhere). Threads that exit in between are not counted.
+fn process_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+            continue;
+        };
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
 }
 
 enum Target {
@@ -583,6 +606,114 @@ fn load_process(
     Ok(serde_json::from_str(line)?)
 }
 
+/// The loopback address of a load URL (`localhost` is 127.0.0.1).
+fn loopback_addr(url: &reqwest::Url) -> anyhow::Result<SocketAddr> {
+    let port = url.port_or_known_default().context("the URL has no port")?;
+    let ip: std::net::IpAddr = match url.host_str().unwrap_or_default() {
+        "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        host => host.trim_start_matches('[').trim_end_matches(']').parse()?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// One keep-alive HTTP/1.1 connection of the load process (hyper's client connection: no
+/// pool, no URL parsing per request), reconnecting after an error.
+struct LoadConnection {
+    addr: SocketAddr,
+    host: String,
+    method: hyper::Method,
+    target: String,
+    body: bytes::Bytes,
+    ids: Arc<Vec<String>>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+impl LoadConnection {
+    async fn connect(&self) -> Option<(Sender, tokio::task::JoinHandle<()>)> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.ok()?;
+        stream.set_nodelay(true).ok()?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (sender, connection) = hyper::client::conn::http1::handshake(io).await.ok()?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Some((sender, driver))
+    }
+
+    /// Sends requests until `deadline`: the latencies of the 2xx ones (µs) and the statuses
+    /// of the others (0: no connection or no response).
+    async fn run(self, seed: u64, deadline: Instant) -> (Vec<u64>, Vec<u16>) {
+        let mut latencies = Vec::new();
+        let mut failures: Vec<u16> = Vec::new();
+        let mut state = seed * 0x9E37_79B9_7F4A_7C15 + 1;
+        let mut connection = None;
+        while Instant::now() < deadline {
+            let (sender, _) = match &mut connection {
+                Some(open) => open,
+                None => match self.connect().await {
+                    Some(open) => connection.insert(open),
+                    None => {
+                        failures.push(0);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            let target = if self.ids.is_empty() {
+                self.target.clone()
+            } else {
+                // xorshift: a cheap random index per request.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let id = &self.ids[(state % self.ids.len() as u64) as usize];
+                self.target.replace("{id}", id)
+            };
+            let mut request = hyper::Request::builder()
+                .method(self.method.clone())
+                .uri(target)
+                .header(hyper::header::HOST, &self.host);
+            if !self.body.is_empty() {
+                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+            }
+            let Ok(request) = request.body(http_body_util::Full::new(self.body.clone())) else {
+                failures.push(0);
+                continue;
+            };
+            let sent = Instant::now();
+            let status = match sender.ready().await {
+                Ok(()) => match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        // Read the whole body, as a client would.
+                        match http_body_util::BodyExt::collect(response.into_body()).await {
+                            Ok(_) => status,
+                            Err(_) => 0,
+                        }
+                    }
+                    Err(_) => 0,
+                },
+                Err(_) => 0,
+            };
+            if (200..300).contains(&status) {
+                latencies.push(sent.elapsed().as_micros() as u64);
+            } else {
+                failures.push(status);
+                if status == 0
+                    && let Some((_, driver)) = connection.take()
+                {
+                    driver.abort();
+                }
+            }
+        }
+        if let Some((_, driver)) = connection {
+            driver.abort();
+        }
+        (latencies, failures)
+    }
+}
+
 /// Arguments of the hidden `litehouse bench-load` subcommand.
 #[derive(Debug, clap::Args)]
 pub(crate) struct LoadArgs {
@@ -601,6 +732,9 @@ pub(crate) struct LoadArgs {
     seconds: f64,
     #[arg(long, default_value_t = CONNECTIONS)]
     connections: usize,
+    /// Worker threads of the load process.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// Runs the load and prints one JSON line of [`LoadResult`]. Traffic goes only to loopback.
@@ -612,15 +746,10 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
         body,
         seconds,
         connections,
+        threads,
     } = args;
     let parsed = reqwest::Url::parse(&url.replace("{id}", "x"))?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = loopback_addr(&parsed).is_ok_and(|addr| addr.ip().is_loopback());
     anyhow::ensure!(
         loopback,
         "the load process only sends traffic to loopback, not {url}"
@@ -640,66 +769,36 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
         !url.contains("{id}") || !ids.is_empty(),
         "the URL has {{id}} but no ids were given"
     );
-    let method: reqwest::Method = method.parse()?;
+    let method: hyper::Method = method.parse()?;
+    let addr = loopback_addr(&parsed)?;
+    // The request target: everything after `http://host:port`, `{id}` still in it.
+    let target = url
+        .splitn(4, '/')
+        .nth(3)
+        .map_or_else(|| "/".to_owned(), |rest| format!("/{rest}"));
+    let host = format!("{addr}");
+    let body = bytes::Bytes::from(body.unwrap_or_default());
+    // One worker thread: the load process takes at most one of the machine's cores and
+    // leaves the rest to the servers it compares.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads.max(1))
         .thread_name("lh-bench-load")
         .enable_all()
         .build()?;
     let result = runtime.block_on(async move {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(connections)
-            .timeout(Duration::from_secs(30))
-            .build()?;
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(seconds);
         let mut tasks = tokio::task::JoinSet::new();
         for worker in 0..connections {
-            let (client, ids, url, method, body) = (
-                client.clone(),
-                Arc::clone(&ids),
-                url.clone(),
-                method.clone(),
-                body.clone(),
-            );
-            tasks.spawn(async move {
-                let mut latencies = Vec::new();
-                let mut failures: Vec<u16> = Vec::new();
-                let mut state = worker as u64 * 0x9E37_79B9_7F4A_7C15 + 1;
-                while Instant::now() < deadline {
-                    let target = if ids.is_empty() {
-                        url.clone()
-                    } else {
-                        // xorshift: a cheap random index per request.
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        url.replace("{id}", &ids[(state % ids.len() as u64) as usize])
-                    };
-                    let mut request = client.request(method.clone(), target);
-                    if let Some(body) = &body {
-                        request = request
-                            .header("content-type", "application/json")
-                            .body(body.clone());
-                    }
-                    let sent = Instant::now();
-                    let status = match request.send().await {
-                        Ok(response) => {
-                            let status = response.status();
-                            // Read the whole body, as a client would.
-                            let _ = response.bytes().await;
-                            status.as_u16()
-                        }
-                        Err(_) => 0,
-                    };
-                    if (200..300).contains(&status) {
-                        latencies.push(sent.elapsed().as_micros() as u64);
-                    } else {
-                        failures.push(status);
-                    }
-                }
-                (latencies, failures)
-            });
+            let connection = LoadConnection {
+                addr,
+                host: host.clone(),
+                method: method.clone(),
+                target: target.clone(),
+                body: body.clone(),
+                ids: Arc::clone(&ids),
+            };
+            tasks.spawn(connection.run(worker as u64, deadline));
         }
         let mut latencies = Vec::new();
         let mut failures = Vec::new();
