@@ -7,7 +7,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::names::{self, FieldPath};
 use crate::spec::{CollectionInfo, CollectionSpec, FieldType};
-use crate::sql::{Engine, Param, Sql};
+use crate::sql::{Dialect, Engine, Param, Sql};
 
 pub(crate) async fn ensure_catalog(c: &impl Conn) -> Result<()> {
     c.execute(&Sql::plain(c.dialect(), c.dialect().create_catalog()))
@@ -270,9 +270,9 @@ pub(crate) struct CachedSpec {
 /// Most collections whose specs a store keeps; past it the cache starts over.
 const MAX_CACHED_SPECS: usize = 1024;
 
-/// The specs a store has read, by collection. An entry is only a guess: every call reads
-/// the catalog row again in its own transaction and acts only if the row's text is still
-/// the cached text, so another process or server that drops, recreates or re-indexes a
+/// The specs a store has read, by collection. An entry is only a guess: every call checks
+/// the catalog row again in its own transaction (or, for SQLite reads, in its own statement:
+/// [`SpecGuard`]) and acts only if the row's text is still the cached text, so another process or server that drops, recreates or re-indexes a
 /// collection is seen at once. What the cache saves is parsing and validating the spec
 /// (both engines) and, on PostgreSQL, the round trip: the catalog read is pipelined with
 /// the call's first statement ([`SpecCheck::Pipelined`]).
@@ -391,6 +391,75 @@ where
         }
     };
     work(current).await
+}
+
+/// A spec check folded into a read's own statement (SQLite): the statement matches rows only
+/// while the catalog row of the collection still holds the cached text.
+#[derive(Debug, Clone)]
+pub(crate) struct SpecGuard {
+    collection: String,
+    text: String,
+}
+
+impl SpecGuard {
+    /// Appends `(SELECT spec FROM catalog WHERE name = ?) = ?`: a constant condition, which
+    /// SQLite evaluates once per statement, before its loop.
+    pub(crate) fn push(&self, sql: &mut Sql, dialect: &Dialect) {
+        sql.push("(SELECT spec FROM ")
+            .push(&dialect.catalog())
+            .push(" WHERE name = ")
+            .bind(Param::Text(self.collection.clone()))
+            .push(") = ")
+            .bind(Param::Text(self.text.clone()));
+    }
+}
+
+/// [`with_spec`] for reads. On SQLite with a cached spec and a [`SpecCheck::Pipelined`]
+/// attempt, the check rides in the read's own statement as a [`SpecGuard`] instead of a
+/// statement of its own; only when the read finds nothing (`found` says no) or fails is the
+/// catalog row read, in the same snapshot, to tell "nothing there" from "the spec changed".
+/// Elsewhere it is [`with_spec`].
+pub(crate) async fn read_with_spec<T, F, Fut>(
+    c: &impl Conn,
+    cache: &SpecCache,
+    collection: &str,
+    check: SpecCheck,
+    found: impl FnOnce(&Result<T>) -> bool,
+    work: F,
+) -> Result<T>
+where
+    F: FnOnce(Arc<CachedSpec>, Option<SpecGuard>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let guarded = match cache.get(collection) {
+        Some(cached) if check == SpecCheck::Pipelined && c.dialect().engine == Engine::Sqlite => {
+            cached
+        }
+        _ => return with_spec(c, cache, collection, check, |cached| work(cached, None)).await,
+    };
+    let guard = SpecGuard {
+        collection: collection.to_owned(),
+        text: guarded.text.clone(),
+    };
+    let outcome = work(Arc::clone(&guarded), Some(guard)).await;
+    if found(&outcome) {
+        return outcome;
+    }
+    match load_spec_text(c, collection).await? {
+        Some(text) if text == guarded.text => outcome,
+        Some(_) => {
+            cache.forget(collection);
+            Err(Error::SpecChanged {
+                collection: collection.to_owned(),
+            })
+        }
+        None => {
+            cache.forget(collection);
+            Err(Error::CollectionNotFound {
+                collection: collection.to_owned(),
+            })
+        }
+    }
 }
 
 /// Runs `attempt` again, up to [`SPEC_ATTEMPTS`] times in all, while it fails with

@@ -563,7 +563,7 @@ async fn read_log(
     .push(" WHERE seq > ")
     .bind(Param::Int(start))
     .push(" ORDER BY seq LIMIT ")
-    .bind(Param::Int(limit as i64));
+    .bind_count(limit as i64);
     let mut changes = Vec::new();
     for row in c.texts(&sql).await? {
         let text = |index: usize| row.get(index).cloned().flatten();

@@ -63,9 +63,17 @@ impl<'c> SqliteConn<'c> {
     fn query<T>(
         &self,
         sql: &Sql,
+        map: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let statement = self.conn.prepare_cached(&sql.text)?;
+        Self::rows(statement, sql, map)
+    }
+
+    fn rows<T>(
+        mut statement: impl std::ops::DerefMut<Target = rusqlite::Statement<'c>>,
+        sql: &Sql,
         mut map: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let mut statement = self.conn.prepare_cached(&sql.text)?;
         let params = sql.params.iter().map(|param| param.to_sqlite());
         let mut rows = statement.query(rusqlite::params_from_iter(params))?;
         let mut out = Vec::new();
@@ -112,7 +120,10 @@ impl Conn for SqliteConn<'_> {
     }
 
     async fn plan(&self, sql: &Sql) -> Result<Vec<String>> {
+        // Never from the statement cache: an `EXPLAIN` has no schema check of its own, so a
+        // cached one would describe the plan of an index dropped since.
         let explain = sql.prefixed("EXPLAIN QUERY PLAN ");
-        self.query(&explain, |row| Ok(row.get::<_, String>(3)?))
+        let statement = Box::new(self.conn.prepare(&explain.text)?);
+        Self::rows(statement, &explain, |row| Ok(row.get::<_, String>(3)?))
     }
 }

@@ -49,6 +49,22 @@ impl Document {
         Json::Object(object)
     }
 
+    /// [`Document::to_json`] without copying the body.
+    ///
+    /// ```
+    /// # use litehouse_docs::Document;
+    /// let document = Document::from_parts("id1", "t0", "t0", 2, serde_json::Map::new());
+    /// assert_eq!(document.into_json()["version"], 2);
+    /// ```
+    pub fn into_json(self) -> Json {
+        let mut object = self.body;
+        object.insert("id".into(), Json::String(self.id));
+        object.insert("createdAt".into(), Json::String(self.created_at));
+        object.insert("updatedAt".into(), Json::String(self.updated_at));
+        object.insert("version".into(), Json::from(self.version));
+        Json::Object(object)
+    }
+
     /// Builds a document from its parts (for [`Store::import`](crate::Store::import) and
     /// tests). The body is not checked here; `import` checks it.
     pub fn from_parts(

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value as Json};
 
-use crate::catalog::load_spec;
+use crate::catalog::{SpecGuard, load_spec};
 use crate::conn::Conn;
 use crate::document::{Document, now_timestamp};
 use crate::error::{Error, Result};
@@ -21,6 +21,17 @@ pub(crate) fn new_document(body: Map<String, Json>) -> Document {
 }
 
 pub(crate) async fn get(c: &impl Conn, collection: &str, id: &str, lock: bool) -> Result<Document> {
+    get_guarded(c, collection, id, lock, None).await
+}
+
+/// [`get`], matching only while `guard` holds (see [`SpecGuard`]).
+pub(crate) async fn get_guarded(
+    c: &impl Conn,
+    collection: &str,
+    id: &str,
+    lock: bool,
+    guard: Option<&SpecGuard>,
+) -> Result<Document> {
     let dialect = c.dialect();
     let mut sql = Sql::new(dialect);
     sql.push("SELECT ")
@@ -29,6 +40,10 @@ pub(crate) async fn get(c: &impl Conn, collection: &str, id: &str, lock: bool) -
         .push(&dialect.table(collection))
         .push(" WHERE id = ")
         .bind(Param::Text(id.to_owned()));
+    if let Some(guard) = guard {
+        sql.push(" AND ");
+        guard.push(&mut sql, dialect);
+    }
     if lock {
         sql.push(dialect.for_update());
     }
@@ -550,6 +565,6 @@ pub(crate) async fn export(
         sql.push(" WHERE id > ").bind(Param::Text(after.to_owned()));
     }
     sql.push(" ORDER BY id LIMIT ")
-        .bind(Param::Int(crate::query::to_i64(limit)));
+        .bind_count(crate::query::to_i64(limit));
     c.documents(&sql).await
 }

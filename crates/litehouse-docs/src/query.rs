@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
+use crate::catalog::SpecGuard;
 use crate::compile::push_filter;
 use crate::document::Document;
 use crate::error::{Error, Result};
@@ -194,6 +195,8 @@ pub(crate) struct Plan {
     per_page: u64,
     offset: u64,
     pub(crate) count: bool,
+    /// A spec check for the page query (see [`SpecGuard`]).
+    pub(crate) guard: Option<SpecGuard>,
 }
 
 /// Checks `query` against the declared types; no SQL is built before it passes.
@@ -298,21 +301,31 @@ pub(crate) fn plan(
         per_page,
         offset,
         count: *count,
+        guard: None,
     })
 }
 
 impl Plan {
-    fn push_where(&self, sql: &mut Sql, dialect: &Dialect, with_cursor: bool) {
+    /// The filter, and for the page query (`page`) the cursor and the spec guard.
+    fn push_where(&self, sql: &mut Sql, dialect: &Dialect, page: bool) {
         sql.push(" WHERE ");
+        let guard = self.guard.as_ref().filter(|_| page);
+        if let Some(guard) = guard {
+            guard.push(sql, dialect);
+            sql.push(" AND (");
+        }
         match &self.filter {
             Some(node) => push_filter(sql, dialect, node),
             None => {
                 sql.push("TRUE");
             }
         }
-        if let (true, Some(after)) = (with_cursor, &self.after) {
+        if let (true, Some(after)) = (page, &self.after) {
             sql.push(" AND ");
             self.push_after(sql, dialect, after);
+        }
+        if guard.is_some() {
+            sql.push(")");
         }
     }
 
@@ -413,9 +426,9 @@ impl Plan {
         }
         // One more than a page, to tell whether a next page exists. Bound, like every value.
         sql.push(" LIMIT ")
-            .bind(Param::Int(to_i64(self.per_page.saturating_add(1))))
+            .bind_count(to_i64(self.per_page.saturating_add(1)))
             .push(" OFFSET ")
-            .bind(Param::Int(to_i64(self.offset)));
+            .bind_count(to_i64(self.offset));
         sql
     }
 

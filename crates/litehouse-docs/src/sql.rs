@@ -412,10 +412,14 @@ impl Sql {
 
     /// Appends a placeholder bound to `param`. PostgreSQL placeholders carry a cast so that
     /// every parameter is sent as text, bigint or boolean.
+    ///
+    /// SQLite placeholders are `+?N`: the unary plus changes no value, but it keeps SQLite's
+    /// planner from reading the bound value (as it does for `expr = ?N`), which marks the
+    /// statement to be compiled again every time the statement cache hands it out.
     pub(crate) fn bind(&mut self, param: Param) -> &mut Sql {
         let n = self.params.len() + 1;
         let placeholder = match (self.engine, &param) {
-            (Engine::Sqlite, _) => format!("?{n}"),
+            (Engine::Sqlite, _) => format!("+?{n}"),
             (Engine::Postgres, Param::Text(_)) => format!("${n}::text"),
             (Engine::Postgres, Param::Int(_)) => format!("${n}::int8"),
             (Engine::Postgres, Param::Num(_)) => format!("${n}::text::numeric"),
@@ -424,6 +428,18 @@ impl Sql {
         };
         self.params.push(param);
         self.text.push_str(&placeholder);
+        self
+    }
+
+    /// Appends a bound `LIMIT` or `OFFSET` count. On SQLite it is `+?N + 0`: SQLite reads a
+    /// bare bound count while planning, and a statement planned from a bound value is
+    /// compiled again at every reuse; an expression it does not fold keeps the statement
+    /// cached (the count still limits the rows at run time).
+    pub(crate) fn bind_count(&mut self, count: i64) -> &mut Sql {
+        self.bind(Param::Int(count));
+        if self.engine == Engine::Sqlite {
+            self.push(" + 0");
+        }
         self
     }
 
@@ -452,7 +468,7 @@ mod tests {
             .bind(Param::Text("a".into()))
             .push(" AND y = ")
             .bind(Param::Bool(true));
-        assert_eq!(sqlite.text, "x = ?1 AND y = ?2");
+        assert_eq!(sqlite.text, "x = +?1 AND y = +?2");
         let mut postgres = Sql::new(&Dialect::postgres("s".into()));
         postgres
             .push("x = ")

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use crate::cascade::{self, DeleteReport};
-use crate::catalog::{self, SpecCache, SpecCheck, retry_on_spec_change, with_spec};
+use crate::catalog::{self, SpecCache, SpecCheck, read_with_spec, retry_on_spec_change, with_spec};
 use crate::changes::{self, ChangeOp};
 use crate::document::{Document, check_bodies, check_body, merge_patch};
 use crate::error::{Error, Result};
@@ -111,7 +111,12 @@ macro_rules! in_transaction {
             $crate::store::Backend::Sqlite(db) => db
                 .$mode(move |conn| {
                     let $c = &$crate::conn::SqliteConn::new(conn, $crate::sql::Dialect::sqlite());
-                    $crate::conn::run_ready(async {
+                    // A read's statements share one snapshot (and one WAL read lock); the
+                    // engine rolls back whatever a failed read leaves open.
+                    if read_only {
+                        conn.prepare_cached("BEGIN")?.execute([])?;
+                    }
+                    let value = $crate::conn::run_ready(async {
                         let value: $crate::error::Result<_> = $body.await;
                         let value = value?;
                         if let Some(retention) = prune {
@@ -119,7 +124,11 @@ macro_rules! in_transaction {
                         }
                         Ok(value)
                     })
-                    .map_err(litehouse::Error::user)
+                    .map_err(litehouse::Error::user)?;
+                    if read_only {
+                        conn.prepare_cached("COMMIT")?.execute([])?;
+                    }
+                    Ok(value)
                 })
                 .await
                 .map_err($crate::error::Error::from),
@@ -449,12 +458,16 @@ impl Store {
         retry_on_spec_change(|check| {
             let (specs, collection, id) = (specs.clone(), collection.clone(), id.clone());
             async move {
-                in_transaction!(self, read, |c| with_spec(
+                in_transaction!(self, read, |c| read_with_spec(
                     c,
                     &specs,
                     &collection,
                     check,
-                    |_| ops::get(c, &collection, &id, false)
+                    Result::is_ok,
+                    |_, guard| {
+                        let (collection, id) = (&collection, &id);
+                        async move { ops::get_guarded(c, collection, id, false, guard.as_ref()).await }
+                    }
                 ))
             }
         })
@@ -596,10 +609,21 @@ impl Store {
             async move {
                 in_transaction!(self, read, |c| {
                     let (name, query): (&str, &Query) = (&collection, &query);
-                    with_spec(c, &specs, name, check, move |cached| async move {
-                        let plan = plan(query, &cached.types, &config)?;
-                        ops::find(c, name, &plan).await
-                    })
+                    let found = |page: &Result<Page>| {
+                        page.as_ref().is_ok_and(|page| !page.items.is_empty())
+                    };
+                    read_with_spec(
+                        c,
+                        &specs,
+                        name,
+                        check,
+                        found,
+                        move |cached, guard| async move {
+                            let mut plan = plan(query, &cached.types, &config)?;
+                            plan.guard = guard;
+                            ops::find(c, name, &plan).await
+                        },
+                    )
                 })
             }
         })

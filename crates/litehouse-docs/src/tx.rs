@@ -602,7 +602,7 @@ async fn execute(c: &impl Conn, config: &StoreConfig, request: Request) -> Resul
                 sql.push(" AND key > ").bind(Param::Text(after));
             }
             sql.push(" ORDER BY key LIMIT ")
-                .bind(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+                .bind_count(i64::try_from(limit).unwrap_or(i64::MAX));
             let mut entries = Vec::new();
             for row in c.texts(&sql).await? {
                 if let [Some(key), Some(value)] = row.as_slice() {

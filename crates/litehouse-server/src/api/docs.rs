@@ -14,9 +14,9 @@ use crate::query_params::{parse_list_query, path_types};
 use crate::state::AppState;
 
 /// The PocketBase envelope: `{items, page, perPage, totalItems, totalPages, nextCursor}`.
-pub(crate) fn envelope(page: &Page) -> Json_ {
+pub(crate) fn envelope(page: Page) -> Json_ {
     json!({
-        "items": page.items.iter().map(Document::to_json).collect::<Vec<_>>(),
+        "items": page.items.into_iter().map(Document::into_json).collect::<Vec<_>>(),
         "page": page.page,
         "perPage": page.per_page,
         "totalItems": page.total_items,
@@ -64,9 +64,10 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .ok_or_else(invalid)
 }
 
-fn document_response(status: StatusCode, document: &Document, location: Option<&str>) -> Response {
-    let mut response = (status, Json(document.to_json())).into_response();
-    response.headers_mut().insert(header::ETAG, etag(document));
+fn document_response(status: StatusCode, document: Document, location: Option<&str>) -> Response {
+    let etag = etag(&document);
+    let mut response = (status, Json(document.into_json())).into_response();
+    response.headers_mut().insert(header::ETAG, etag);
     if let Some(location) = location.and_then(|location| HeaderValue::from_str(location).ok()) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -98,7 +99,7 @@ pub(crate) async fn list(
     let query = parse_list_query(&raw, &path_types(&info.spec), state.list_limits())?;
     let page = state.store().find(&collection, &query).await?;
     state.metrics().store_op("list", &collection, 1);
-    Ok(Json(envelope(&page)))
+    Ok(Json(envelope(page)))
 }
 
 /// `POST /api/collections/{collection}/docs`: one object (201, `Location`, `ETag`) or an
@@ -142,7 +143,7 @@ pub(crate) async fn create(
             state
                 .metrics()
                 .store_op("create", &collection, documents.len() as u64);
-            let items: Vec<Json_> = documents.iter().map(Document::to_json).collect();
+            let items: Vec<Json_> = documents.into_iter().map(Document::into_json).collect();
             Ok((StatusCode::CREATED, Json(json!({ "items": items }))).into_response())
         }
         body => {
@@ -151,7 +152,7 @@ pub(crate) async fn create(
             let location = format!("/api/collections/{collection}/docs/{}", document.id);
             Ok(document_response(
                 StatusCode::CREATED,
-                &document,
+                document,
                 Some(&location),
             ))
         }
@@ -187,7 +188,7 @@ pub(crate) async fn get(
         response.headers_mut().insert(header::ETAG, etag(&document));
         return Ok(response);
     }
-    Ok(document_response(StatusCode::OK, &document, None))
+    Ok(document_response(StatusCode::OK, document, None))
 }
 
 /// Whether `If-None-Match` names `version` (or is `*`), so a GET answers 304. Entries are
@@ -244,7 +245,7 @@ pub(crate) async fn replace(
         .replace(&collection, &id, body, expected)
         .await?;
     state.metrics().store_op("update", &collection, 1);
-    Ok(document_response(StatusCode::OK, &document, None))
+    Ok(document_response(StatusCode::OK, document, None))
 }
 
 /// `PATCH /api/collections/{collection}/docs/{id}`: an RFC 7386 merge patch.
@@ -280,7 +281,7 @@ pub(crate) async fn patch(
         .patch(&collection, &id, body, expected)
         .await?;
     state.metrics().store_op("update", &collection, 1);
-    Ok(document_response(StatusCode::OK, &document, None))
+    Ok(document_response(StatusCode::OK, document, None))
 }
 
 /// `DELETE /api/collections/{collection}/docs/{id}`: 200 with what was deleted or nulled by
