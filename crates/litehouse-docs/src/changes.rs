@@ -447,8 +447,22 @@ impl FeedStats {
     /// How many changes the tailer had not read yet when it last read
     /// (`tailer_head - tailer_position`); compare with [`Store::head`] for the lag now.
     pub fn lag(&self) -> u64 {
+        self.lag_behind(self.tailer_head)
+    }
+
+    /// How many changes the tailer has not read yet of a log whose head is `head` (from
+    /// [`Store::head`]); 0 while it follows nothing.
+    ///
+    /// ```
+    /// use litehouse_docs::{Cursor, FeedStats};
+    /// let stats = FeedStats { tailer_position: Some("40".parse()?), ..FeedStats::default() };
+    /// assert_eq!(stats.lag_behind("42".parse()?), 2);
+    /// assert_eq!(FeedStats::default().lag_behind("42".parse()?), 0);
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// ```
+    pub fn lag_behind(&self, head: Cursor) -> u64 {
         self.tailer_position
-            .map_or(0, |position| self.tailer_head.0.saturating_sub(position.0))
+            .map_or(0, |position| head.0.saturating_sub(position.0))
     }
 }
 
@@ -801,7 +815,7 @@ pub(crate) async fn ensure(c: &impl Conn) -> Result<()> {
 
 /// Appends `changes` to the log in this transaction, taking the next cursors.
 pub(crate) async fn record(c: &impl Conn, changes: Vec<NewChange>) -> Result<()> {
-    if changes.is_empty() {
+    if changes.is_empty() || !c.record_changes() {
         return Ok(());
     }
     let dialect = c.dialect();
@@ -863,6 +877,9 @@ pub(crate) async fn record_documents(
     op: ChangeOp,
     documents: &[Document],
 ) -> Result<()> {
+    if !c.record_changes() {
+        return Ok(());
+    }
     let changes = documents
         .iter()
         .map(|document| NewChange::document(collection, op, document))
