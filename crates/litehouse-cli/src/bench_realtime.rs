@@ -78,7 +78,7 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::R
                 Duration::from_secs_f64(write_secs),
             )
             .with_note(format!(
-                "{} changes committed at {:.0}/s (create call p50 {:.1} ms, p99 {:.1} ms); {} of {} expected events delivered, {} out of order/duplicate; create-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} resets",
+                "{} changes committed at {:.0}/s (create call p50 {:.1} ms, p99 {:.1} ms); {} of {} expected events delivered, {} out of order/duplicate; create-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} resets; {} subscribe retries after 503",
                 written.changes,
                 written.changes as f64 / write_secs,
                 written.p50_us as f64 / 1000.0,
@@ -89,7 +89,8 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::R
                 result.p50_us as f64 / 1000.0,
                 result.p99_us as f64 / 1000.0,
                 result.max_us as f64 / 1000.0,
-                result.resets
+                result.resets,
+                result.retries
             )),
         );
     }
@@ -314,6 +315,8 @@ struct LoadResult {
     /// Events whose `seq` was not the next one (a gap, a duplicate or a reordering).
     out_of_order: u64,
     resets: u64,
+    /// Subscribe requests answered 503 (server busy) and retried.
+    retries: u64,
     p50_us: u64,
     p99_us: u64,
     max_us: u64,
@@ -338,6 +341,8 @@ struct Tally {
     received: u64,
     out_of_order: u64,
     resets: u64,
+    /// Subscribe attempts answered 503 and retried.
+    retries: u64,
     latencies: Vec<u32>,
 }
 
@@ -395,10 +400,19 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
                         request = request.header("Last-Event-ID", id.clone());
                     }
                     let mut response = request.send().await?;
+                    if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                        && tally.retries < 100
+                    {
+                        // Busy (as a browser would, retry after a pause).
+                        tally.retries += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue 'connect;
+                    }
                     anyhow::ensure!(
                         response.status().is_success(),
-                        "subscribe: {}",
-                        response.status()
+                        "subscribe: {}: {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
                     );
                     let mut buffer = String::new();
                     loop {
@@ -471,10 +485,13 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
         }
         drop(ready_tx);
         for _ in 0..subscribers {
-            ready_rx
-                .recv()
-                .await
-                .context("a subscriber ended before it was live")?;
+            if ready_rx.recv().await.is_none() {
+                // Every sender is gone: some subscriber failed; say why.
+                while let Some(joined) = tasks.join_next().await {
+                    joined??;
+                }
+                anyhow::bail!("a subscriber ended before it was live");
+            }
         }
         println!("ready");
         // The expected count per room, once the writers stopped.
@@ -499,11 +516,13 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
         }
         tasks.abort_all();
         let mut latencies: Vec<u32> = Vec::new();
-        let (mut received, mut out_of_order, mut resets, mut missing) = (0, 0, 0, 0);
+        let (mut received, mut out_of_order, mut resets, mut missing, mut retries) =
+            (0, 0, 0, 0, 0);
         for (room, tally) in &tallies {
             received += tally.received;
             out_of_order += tally.out_of_order;
             resets += tally.resets;
+            retries += tally.retries;
             missing += per_room[*room as usize].saturating_sub(tally.received);
             latencies.extend_from_slice(&tally.latencies);
         }
@@ -528,6 +547,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
             missing,
             out_of_order,
             resets,
+            retries,
             p50_us: at(0.50),
             p99_us: at(0.99),
             max_us: latencies.last().map_or(0, |&us| u64::from(us)),

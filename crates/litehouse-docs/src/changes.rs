@@ -587,6 +587,20 @@ fn publish(hub: &Hub, from: Cursor, changes: Vec<Change>, head: Cursor) -> bool 
         // `seen` is at least `next`); those in the snapshot get it below.
         (state.live.clone(), next)
     };
+    // Each distinct filter (subscribers with equal filters share one, see `Hub::join`) is
+    // evaluated once per change, not once per subscriber.
+    let mut verdicts: std::collections::HashMap<*const ChangeFilter, Vec<bool>> =
+        std::collections::HashMap::new();
+    for subscriber in &live {
+        verdicts
+            .entry(Arc::as_ptr(&subscriber.filter))
+            .or_insert_with(|| {
+                changes
+                    .iter()
+                    .map(|change| subscriber.filter.matches(change))
+                    .collect()
+            });
+    }
     let mut delivered = 0;
     let mut deepest = 0;
     for subscriber in &live {
@@ -594,8 +608,9 @@ fn publish(hub: &Hub, from: Cursor, changes: Vec<Change>, head: Cursor) -> bool 
         let Some(sender) = state.sender.clone() else {
             continue;
         };
-        for change in &changes {
-            if change.cursor <= state.seen || !subscriber.filter.matches(change) {
+        let passes = &verdicts[&Arc::as_ptr(&subscriber.filter)];
+        for (change, passes) in changes.iter().zip(passes) {
+            if change.cursor <= state.seen || !passes {
                 continue;
             }
             match sender.try_send(Ok(ChangeEvent::Change(Change::clone(change)))) {
@@ -684,8 +699,14 @@ impl Hub {
             Err(mpsc::error::TrySendError::Closed(_)) => return Join::Ended,
         }
         self.delivered.fetch_add(1, Ordering::Relaxed);
+        // Share an equal live filter, so the tailer evaluates it once for all of them.
+        let filter = state
+            .live
+            .iter()
+            .find(|live| *live.filter == **filter)
+            .map_or_else(|| Arc::clone(filter), |live| Arc::clone(&live.filter));
         state.live.push(Arc::new(Live {
-            filter: Arc::clone(filter),
+            filter,
             state: Mutex::new(LiveState {
                 sender: Some(sender.clone()),
                 seen,

@@ -276,3 +276,47 @@ async fn log_reads_do_not_grow_with_subscribers() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribers_sharing_equal_filters_each_get_only_their_matches() {
+    on_each_backend(|store| async move {
+        store
+            .create_collection("items", CollectionSpec::default())
+            .await?;
+        // 30 subscribers, 3 distinct filters: the tailer evaluates each filter once per
+        // change and must still route every verdict to the right subscribers.
+        let mut streams = Vec::new();
+        for n in 0..30 {
+            let filter = ChangeFilter {
+                collections: Some(vec!["items".into()]),
+                filter: Some(Filter::eq("k", n % 3)),
+            };
+            let mut stream = store.subscribe(None, filter)?;
+            match tokio::time::timeout(Duration::from_secs(30), stream.next()).await? {
+                Some(Ok(ChangeEvent::UpToDate(_))) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            streams.push((n % 3, stream));
+        }
+        for i in 0..30 {
+            store.create("items", json!({"k": i % 3, "i": i})).await?;
+        }
+        for (k, stream) in &mut streams {
+            for expected in (0..30).filter(|i| i % 3 == *k) {
+                match tokio::time::timeout(Duration::from_secs(30), stream.next()).await? {
+                    Some(Ok(ChangeEvent::Change(change))) => {
+                        let document = change.document.expect("document");
+                        assert_eq!(
+                            (document["k"].clone(), document["i"].clone()),
+                            (json!(*k), json!(expected))
+                        );
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(stream.queued() == 0, "more than its matches for k={k}");
+        }
+        Ok(())
+    })
+    .await;
+}

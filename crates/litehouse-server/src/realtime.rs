@@ -290,8 +290,12 @@ impl Stream for Events {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => None,
             Poll::Ready(Some(Ok(ChangeEvent::Change(change)))) => {
-                let data = serde_json::to_value(&change).unwrap_or_default();
-                Some(Ok(event("change", Some(change.cursor), &data)))
+                // Straight to text: no intermediate JSON tree (a deep copy of the document).
+                let data = serde_json::to_string(&change).unwrap_or_default();
+                Some(Ok(Event::default()
+                    .event("change")
+                    .data(data)
+                    .id(change.cursor.to_string())))
             }
             Poll::Ready(Some(Ok(ChangeEvent::UpToDate(cursor)))) => Some(Ok(event(
                 "upToDate",
