@@ -33,7 +33,7 @@ const SUBSCRIBERS: usize = 1000;
 /// Committed changes per second the writers aim at.
 const RATE: u64 = 5000;
 /// Writer tasks (each owns the rooms `r` with `r % WRITERS == task`).
-const WRITERS: u64 = 50;
+const WRITERS: u64 = 100;
 
 /// The realtime workload.
 pub(crate) fn workloads() -> Vec<Workload> {
@@ -78,7 +78,7 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::R
                 Duration::from_secs_f64(write_secs),
             )
             .with_note(format!(
-                "{} changes committed at {:.0}/s (create call p50 {:.1} ms, p99 {:.1} ms); {} of {} expected events delivered, {} out of order/duplicate; create-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} resets; {} subscribe retries after 503",
+                "{} changes committed at {:.0}/s (create call p50 {:.1} ms, p99 {:.1} ms); {} of {} expected events delivered, {} out of order/duplicate; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms; create-call-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} resets; {} subscribe retries after 503",
                 written.changes,
                 written.changes as f64 / write_secs,
                 written.p50_us as f64 / 1000.0,
@@ -86,6 +86,8 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::R
                 result.received,
                 result.expected,
                 result.out_of_order,
+                result.commit_p50_us as f64 / 1000.0,
+                result.commit_p99_us as f64 / 1000.0,
                 result.p50_us as f64 / 1000.0,
                 result.p99_us as f64 / 1000.0,
                 result.max_us as f64 / 1000.0,
@@ -223,13 +225,11 @@ fn measure(
     let started = Instant::now();
     let written = runtime.block_on(write(&running.store, seconds, Arc::clone(&counts)))?;
     let write_secs = started.elapsed().as_secs_f64();
-    let expected: Vec<u64> = counts
-        .iter()
-        .map(|count| count.load(Ordering::Relaxed))
-        .collect();
     {
+        // Per room, when each `seq`'s create returned (its COMMIT): the load process
+        // counts what each subscriber must receive and measures commit-to-receipt from it.
         let mut stdin = child.stdin.take().context("no stdin")?;
-        writeln!(stdin, "{}", serde_json::to_string(&expected)?)?;
+        writeln!(stdin, "{}", serde_json::to_string(&written.commits)?)?;
     }
     line.clear();
     stdout.read_line(&mut line)?;
@@ -241,6 +241,8 @@ fn measure(
 /// What the writers did.
 struct Written {
     changes: u64,
+    /// Per room, per `seq`: wall-clock microseconds when its create call returned.
+    commits: Vec<Vec<u64>>,
     /// Latency of the create call (to COMMIT returned), microseconds.
     p50_us: u64,
     p99_us: u64,
@@ -264,6 +266,7 @@ async fn write(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut written = 0u64;
             let mut latencies = Vec::new();
+            let mut commits = Vec::new();
             while Instant::now() < deadline {
                 tick.tick().await;
                 let room = rooms[(written % rooms.len() as u64) as usize];
@@ -275,19 +278,26 @@ async fn write(
                         json!({"room": room, "seq": seq, "sent_us": now_us(), "text": "a realtime event"}),
                     )
                     .await?;
+                commits.push((room, seq, now_us()));
                 latencies.push(call.elapsed().as_micros() as u64);
                 counts[room as usize].store(seq + 1, Ordering::Relaxed);
                 written += 1;
             }
-            anyhow::Ok((written, latencies))
+            anyhow::Ok((written, latencies, commits))
         });
     }
     let mut total = 0;
     let mut latencies = Vec::new();
+    let mut commits: Vec<Vec<u64>> = vec![Vec::new(); ROOMS as usize];
     while let Some(joined) = tasks.join_next().await {
-        let (written, mut own) = joined??;
+        let (written, mut own, committed) = joined??;
         total += written;
         latencies.append(&mut own);
+        // A room's writes come from one task, in `seq` order.
+        for (room, seq, at) in committed {
+            debug_assert_eq!(commits[room as usize].len() as u64, seq);
+            commits[room as usize].push(at);
+        }
     }
     latencies.sort_unstable();
     let at = |q: f64| {
@@ -298,6 +308,7 @@ async fn write(
     };
     Ok(Written {
         changes: total,
+        commits,
         p50_us: at(0.50),
         p99_us: at(0.99),
     })
@@ -320,6 +331,9 @@ struct LoadResult {
     p50_us: u64,
     p99_us: u64,
     max_us: u64,
+    /// From the create call returning (COMMIT) to receipt.
+    commit_p50_us: u64,
+    commit_p99_us: u64,
 }
 
 /// Arguments of the hidden `litehouse bench-realtime-load` subcommand.
@@ -343,7 +357,10 @@ struct Tally {
     resets: u64,
     /// Subscribe attempts answered 503 and retried.
     retries: u64,
+    /// Create-call-to-receipt latency per event received in order, microseconds.
     latencies: Vec<u32>,
+    /// Receipt time per `seq` received in order, wall-clock microseconds.
+    receipts: Vec<u64>,
 }
 
 /// Runs the subscribers: prints `ready` once all are live, reads the expected counts per
@@ -462,6 +479,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
                                         tally
                                             .latencies
                                             .push(u32::try_from(latency).unwrap_or(u32::MAX));
+                                        tally.receipts.push(now_us());
                                     } else {
                                         tally.out_of_order += 1;
                                     }
@@ -494,15 +512,16 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
             }
         }
         println!("ready");
-        // The expected count per room, once the writers stopped.
-        let expected: Vec<u64> = tokio::task::spawn_blocking(|| -> anyhow::Result<Vec<u64>> {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line)?;
-            Ok(serde_json::from_str(&line)?)
-        })
-        .await??;
-        let mut per_room = expected;
-        per_room.resize(rooms as usize, 0);
+        // Per room, each `seq`'s commit time, once the writers stopped.
+        let mut commits: Vec<Vec<u64>> =
+            tokio::task::spawn_blocking(|| -> anyhow::Result<Vec<Vec<u64>>> {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Ok(serde_json::from_str(&line)?)
+            })
+            .await??;
+        commits.resize(rooms as usize, Vec::new());
+        let per_room: Vec<u64> = commits.iter().map(|room| room.len() as u64).collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut tallies = Vec::new();
         let _ = done_tx.send(Some(Arc::new(per_room.clone())));
@@ -516,6 +535,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
         }
         tasks.abort_all();
         let mut latencies: Vec<u32> = Vec::new();
+        let mut after_commit: Vec<u64> = Vec::new();
         let (mut received, mut out_of_order, mut resets, mut missing, mut retries) =
             (0, 0, 0, 0, 0);
         for (room, tally) in &tallies {
@@ -525,7 +545,26 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
             retries += tally.retries;
             missing += per_room[*room as usize].saturating_sub(tally.received);
             latencies.extend_from_slice(&tally.latencies);
+            // A change can reach a subscriber before its writer task sees its create
+            // return: that counts as 0.
+            after_commit.extend(
+                tally
+                    .receipts
+                    .iter()
+                    .zip(&commits[*room as usize])
+                    .map(|(receipt, commit)| receipt.saturating_sub(*commit)),
+            );
         }
+        after_commit.sort_unstable();
+        let commit_at = |q: f64| {
+            after_commit
+                .get(
+                    ((after_commit.len() as f64 * q) as usize)
+                        .min(after_commit.len().saturating_sub(1)),
+                )
+                .copied()
+                .unwrap_or(0)
+        };
         let expected_total: u64 = (0..subscribers)
             .map(|index| per_room[index % rooms as usize])
             .sum();
@@ -551,6 +590,8 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
             p50_us: at(0.50),
             p99_us: at(0.99),
             max_us: latencies.last().map_or(0, |&us| u64::from(us)),
+            commit_p50_us: commit_at(0.50),
+            commit_p99_us: commit_at(0.99),
         })
     })?;
     let mut out = std::io::stdout().lock();
