@@ -320,3 +320,55 @@ async fn subscribers_sharing_equal_filters_each_get_only_their_matches() {
     })
     .await;
 }
+
+/// Two stores on one PostgreSQL schema stand for two processes: a subscriber of one receives
+/// the other's commits (no local wake-up: the tailer's poll finds them), exactly once and in
+/// order, and the tailer's lag drops back to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_subscriber_sees_another_stores_commits() {
+    let Some(url) = crate::util::postgres_url() else {
+        return;
+    };
+    let (store, schema) = crate::util::postgres_store(&url).await;
+    let (other_url, other_schema) = (url.clone(), schema.clone());
+    let outcome = tokio::spawn(async move {
+        let other = Store::open_postgres_with(litehouse_docs::PostgresConfig {
+            url: other_url,
+            schema: other_schema,
+            pool_size: 2,
+        })
+        .await?;
+        store
+            .create_collection("items", CollectionSpec::default())
+            .await?;
+        let start = store.head().await?;
+        let mut stream = store.subscribe(Some(start), ChangeFilter::default())?;
+        match tokio::time::timeout(Duration::from_secs(10), stream.next()).await? {
+            Some(Ok(ChangeEvent::UpToDate(_))) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut written = Vec::new();
+        for n in 0..20 {
+            written.push(other.create("items", json!({"n": n})).await?.id);
+        }
+        let mut seen = Vec::new();
+        while seen.len() < written.len() {
+            match tokio::time::timeout(Duration::from_secs(10), stream.next()).await? {
+                Some(Ok(ChangeEvent::Change(change))) => seen.push(change),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            seen.iter()
+                .map(|change| change.id.clone())
+                .collect::<Vec<_>>(),
+            written
+        );
+        assert_eq!(cursors(&seen), cursors(&all_since(&store, start).await?));
+        assert_eq!(store.feed_stats().lag_behind(store.head().await?), 0);
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    })
+    .await;
+    crate::util::drop_schema(&url, &schema).await;
+    outcome.expect("no panic").expect("no error");
+}
