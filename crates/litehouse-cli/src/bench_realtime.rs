@@ -78,7 +78,7 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::R
                 Duration::from_secs_f64(write_secs),
             )
             .with_note(format!(
-                "{} changes committed at {:.0}/s (create call p50 {:.1} ms, p99 {:.1} ms); {} of {} expected events delivered, {} out of order/duplicate; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms; create-call-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} resets; {} subscribe retries after 503",
+                "{} changes committed at {:.0}/s (create call p50 {:.1} ms, p99 {:.1} ms); {} of {} expected events delivered, {} out of order/duplicate; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms; create-call-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} resets; {} subscribe retries after 503 {}",
                 written.changes,
                 written.changes as f64 / write_secs,
                 written.p50_us as f64 / 1000.0,
@@ -92,7 +92,8 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::R
                 result.p99_us as f64 / 1000.0,
                 result.max_us as f64 / 1000.0,
                 result.resets,
-                result.retries
+                result.retries,
+                result.busy_codes
             )),
         );
     }
@@ -328,6 +329,8 @@ struct LoadResult {
     resets: u64,
     /// Subscribe requests answered 503 (server busy) and retried.
     retries: u64,
+    /// Their error codes (`overloaded`, `busy`, `timeout`, ...).
+    busy_codes: String,
     p50_us: u64,
     p99_us: u64,
     max_us: u64,
@@ -357,6 +360,8 @@ struct Tally {
     resets: u64,
     /// Subscribe attempts answered 503 and retried.
     retries: u64,
+    /// The error code of the first 503.
+    busy_code: String,
     /// Create-call-to-receipt latency per event received in order, microseconds.
     latencies: Vec<u32>,
     /// Receipt time per `seq` received in order, wall-clock microseconds.
@@ -422,6 +427,10 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
                     {
                         // Busy (as a browser would, retry after a pause).
                         tally.retries += 1;
+                        if tally.busy_code.is_empty() {
+                            let body: serde_json::Value = response.json().await.unwrap_or_default();
+                            tally.busy_code = body["code"].as_str().unwrap_or("?").to_owned();
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue 'connect;
                     }
@@ -536,6 +545,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
         tasks.abort_all();
         let mut latencies: Vec<u32> = Vec::new();
         let mut after_commit: Vec<u64> = Vec::new();
+        let mut busy_codes: Vec<String> = Vec::new();
         let (mut received, mut out_of_order, mut resets, mut missing, mut retries) =
             (0, 0, 0, 0, 0);
         for (room, tally) in &tallies {
@@ -543,6 +553,9 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
             out_of_order += tally.out_of_order;
             resets += tally.resets;
             retries += tally.retries;
+            if !tally.busy_code.is_empty() && !busy_codes.contains(&tally.busy_code) {
+                busy_codes.push(tally.busy_code.clone());
+            }
             missing += per_room[*room as usize].saturating_sub(tally.received);
             latencies.extend_from_slice(&tally.latencies);
             // A change can reach a subscriber before its writer task sees its create
@@ -587,6 +600,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
             out_of_order,
             resets,
             retries,
+            busy_codes: busy_codes.join(","),
             p50_us: at(0.50),
             p99_us: at(0.99),
             max_us: latencies.last().map_or(0, |&us| u64::from(us)),
