@@ -348,6 +348,9 @@ const RING: usize = 4096;
 /// Changes the tailer reads per query.
 const TAIL_BATCH: usize = 1000;
 
+/// Failed reads in a row after which the tailer resets its subscribers.
+const TAIL_ATTEMPTS: u32 = 3;
+
 /// The fan-out: what the tailer has read, and who receives it.
 ///
 /// Invariant (whenever `position` is `Some(p)`): `ring` holds exactly the changes with
@@ -374,6 +377,9 @@ struct Hub {
     /// Test hook: the tailer's next fan-out panics.
     #[cfg(test)]
     panic_next: std::sync::atomic::AtomicBool,
+    /// Test hook: this many of the tailer's next reads fail.
+    #[cfg(test)]
+    fail_reads: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -412,8 +418,8 @@ impl LiveState {
         if self.sender.is_some() {
             // The slot first: the stream reads it once its queue is closed.
             *lock(&self.reset) = Some(self.delivered);
-            self.sender = None;
             hub.resets.fetch_add(1, Ordering::Relaxed);
+            self.sender = None;
         }
     }
 }
@@ -511,6 +517,7 @@ fn reset_all(hub: &Hub) {
 /// [`POLL_INTERVAL`] for other processes' commits) reads the log once from its position
 /// and fans the changes out in memory. Ends when the feed's wake sender is dropped.
 async fn tail(reader: Store, hub: Arc<Hub>, mut wake: watch::Receiver<u64>) {
+    let mut failures = 0;
     loop {
         wake.borrow_and_update();
         let from = {
@@ -531,13 +538,34 @@ async fn tail(reader: Store, hub: Arc<Hub>, mut wake: watch::Receiver<u64>) {
         if let Some(from) = from {
             hub.log_reads.fetch_add(1, Ordering::Relaxed);
             hub.tailer_reads.fetch_add(1, Ordering::Relaxed);
-            match tail_read(&reader, from).await {
+            #[cfg(test)]
+            let failing = hub
+                .fail_reads
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            #[cfg(not(test))]
+            let failing = false;
+            let read = if failing {
+                Err(Error::corrupt("test hook: the tailer's read fails"))
+            } else {
+                tail_read(&reader, from).await
+            };
+            match read {
                 Ok((changes, _, head)) => {
+                    failures = 0;
                     more = publish(&hub, from, changes, Cursor(head.max(0) as u64));
+                }
+                Err(_) if failures + 1 < TAIL_ATTEMPTS => {
+                    // Perhaps passing (a busy pool): the position is kept, so retrying after
+                    // a pause loses nothing.
+                    failures += 1;
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    continue;
                 }
                 Err(_) => {
                     // Nothing is lost: each live subscriber resumes from its last cursor
                     // and meets the error (e.g. an expired cursor) on its own catch-up.
+                    failures = 0;
                     reset_all(&hub);
                 }
             }
@@ -1314,7 +1342,10 @@ mod tests {
     use super::*;
 
     async fn store() -> Store {
-        let db = litehouse::Database::open_memory("feed-unit", litehouse::Config::default())
+        // A name of its own per test: named memory databases are shared in a process.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("feed-unit-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let db = litehouse::Database::open_memory(&name, litehouse::Config::default())
             .expect("memory database");
         Store::from_database(db).await.expect("store")
     }
@@ -1390,6 +1421,52 @@ mod tests {
         let live = tokio::time::timeout(Duration::from_secs(5), resumed.next()).await;
         assert!(
             matches!(live, Ok(Some(Ok(ChangeEvent::Change(ref change)))) if change.id == doc.id)
+        );
+        assert_eq!(store.feed_stats().resets, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_tailer_reads_are_retried_then_reset_subscribers() {
+        let store = store().await;
+        store
+            .create_collection("a", crate::CollectionSpec::default())
+            .await
+            .expect("collection");
+        let mut stream = store
+            .subscribe(None, ChangeFilter::default())
+            .expect("subscribe");
+        let Some(Ok(ChangeEvent::UpToDate(at))) = stream.next().await else {
+            panic!("no up-to-date mark");
+        };
+        let hub = &store.feed.shared.hub;
+        // Two failures in a row: retried, the change still arrives, nobody is reset.
+        hub.fail_reads
+            .store(TAIL_ATTEMPTS as usize - 1, Ordering::SeqCst);
+        let first = store
+            .create("a", serde_json::json!({"n": 1}))
+            .await
+            .expect("create");
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+        assert!(
+            matches!(next, Ok(Some(Ok(ChangeEvent::Change(ref change)))) if change.id == first.id),
+            "{next:?}"
+        );
+        assert_eq!(store.feed_stats().resets, 0);
+        let delivered = match next {
+            Ok(Some(Ok(ChangeEvent::Change(change)))) => change.cursor,
+            _ => at,
+        };
+        // Three: the subscriber is reset at its last delivered cursor.
+        hub.fail_reads
+            .store(TAIL_ATTEMPTS as usize, Ordering::SeqCst);
+        store
+            .create("a", serde_json::json!({"n": 2}))
+            .await
+            .expect("create");
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+        assert!(
+            matches!(next, Ok(Some(Ok(ChangeEvent::Reset(cursor)))) if cursor == delivered),
+            "{next:?}"
         );
         assert_eq!(store.feed_stats().resets, 1);
     }
