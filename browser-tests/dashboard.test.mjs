@@ -101,6 +101,21 @@ test("the dashboard shows live numbers, runs maintenance and fits desktop and ph
       { timeout: 15_000 },
     );
 
+    // The live view follows /api/realtime: the load's creates appear as they commit, newest
+    // first, and one written now shows up without waiting for a poll.
+    const marker = await api(server, "POST", "/api/collections/notes/docs", { text: "live marker" });
+    await page.waitForFunction(
+      (id) => {
+        const first = document.querySelector("#changes tbody tr");
+        return first && first.cells[3].textContent === id && first.cells[2].textContent === "create";
+      },
+      marker.id,
+      { timeout: 5_000 },
+    );
+    const liveRows = await page.locator("#changes tbody tr").count();
+    assert.ok(liveRows > 1 && liveRows <= 20, `live rows: ${liveRows}`);
+    assert.match(await page.locator("#live-status").textContent(), /following notes/);
+
     // A maintenance action and its result.
     await page.getByRole("button", { name: "check" }).click();
     await page.waitForFunction(() => document.getElementById("maintenance-result").textContent.includes('"action": "check"'));

@@ -32,6 +32,13 @@ pub(crate) fn workloads() -> Vec<Workload> {
             run: create_many_vs_raw,
         },
         Workload {
+            id: "D4",
+            title: "documents: write-path cost of the change log: create (1 task, 64 tasks) and create_many (batches of 1000), with the log vs without it (StoreConfig::record_changes), alternated",
+            // The note of each `log` row gives its ratio to the `no-log` row beside it.
+            reference: "none",
+            run: change_log_cost,
+        },
+        Workload {
             id: "D2",
             title: "documents: delete one parent, cascading to 10k children",
             reference: "sqlite",
@@ -602,4 +609,132 @@ fn raw_insert(path: &std::path::Path, documents: u64) -> anyhow::Result<Duration
         transaction.commit()?;
     }
     Ok(started.elapsed())
+}
+
+/// D4: the same writes into a store that records the change log and one that does not
+/// (`StoreConfig::record_changes = false`, which exists only for this measurement), in
+/// alternating windows so that the machine's load hits both alike.
+fn change_log_cost(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let mut outcome = Ok(());
+        let logged = Backend::each(opts, "D4log").await?;
+        let unlogged = Backend::each(opts, "D4nolog").await?;
+        for (with, without) in logged.iter().zip(&unlogged) {
+            if outcome.is_ok() {
+                outcome = change_log_cost_on(opts, report, with, without).await;
+            }
+        }
+        for backend in logged.into_iter().chain(unlogged) {
+            backend.finish().await?;
+        }
+        outcome
+    })
+}
+
+/// Ops and time summed over rounds, per variant.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    ops: u64,
+    elapsed: Duration,
+}
+
+async fn change_log_cost_on(
+    opts: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    with: &Backend,
+    without: &Backend,
+) -> anyhow::Result<()> {
+    let without_store = without
+        .store
+        .clone()
+        .with_config(litehouse_docs::StoreConfig {
+            record_changes: false,
+            ..litehouse_docs::StoreConfig::default()
+        });
+    for store in [&with.store, &without_store] {
+        store.create_collection("items", items_spec()).await?;
+    }
+    let window = opts.pick(Duration::from_millis(400), Duration::from_secs(2));
+    let rounds = opts.pick(2, 3);
+    // [kind][variant]: kinds create x1, create x64, create_many; variants log, no log.
+    let mut tallies = [[Tally::default(); 2]; 3];
+    let mut next = 0u64;
+    for _ in 0..rounds {
+        for (variant, store) in [&with.store, &without_store].into_iter().enumerate() {
+            let started = Instant::now();
+            let mut ops = 0;
+            while started.elapsed() < window {
+                store.create("items", document(next)).await?;
+                next += 1;
+                ops += 1;
+            }
+            add(&mut tallies[0][variant], ops, started.elapsed());
+            let started = Instant::now();
+            let mut tasks = Vec::with_capacity(CREATE_TASKS);
+            for task in 0..CREATE_TASKS {
+                let store = store.clone();
+                let base = next + task as u64 * 1_000_000;
+                tasks.push(tokio::spawn(async move {
+                    let mut created = 0u64;
+                    while started.elapsed() < window {
+                        store.create("items", document(base + created)).await?;
+                        created += 1;
+                    }
+                    anyhow::Ok(created)
+                }));
+            }
+            let mut ops = 0;
+            for task in tasks {
+                ops += task.await.context("create task")??;
+            }
+            next += CREATE_TASKS as u64 * 1_000_000;
+            add(&mut tallies[1][variant], ops, started.elapsed());
+            let started = Instant::now();
+            let mut ops = 0;
+            while started.elapsed() < window {
+                let batch: Vec<Json> = (next..next + BATCH).map(document).collect();
+                next += BATCH;
+                store.create_many("items", batch).await?;
+                ops += BATCH;
+            }
+            add(&mut tallies[2][variant], ops, started.elapsed());
+        }
+    }
+    let kinds = [
+        ("create", 1, "one transaction each, one task"),
+        ("create", CREATE_TASKS, "one transaction each, 64 tasks"),
+        ("create_many", 1, "batches of 1000, docs/s"),
+    ];
+    for ((kind, threads, what), tally) in kinds.into_iter().zip(tallies) {
+        let rate = |t: Tally| t.ops as f64 / t.elapsed.as_secs_f64().max(1e-9);
+        let ratio = rate(tally[0]) / rate(tally[1]).max(1e-9);
+        for (variant, label) in [(0, "log"), (1, "no-log")] {
+            let note = if variant == 0 {
+                format!(
+                    "{what}; {ratio:.2}x of no-log ({:+.0}%), {rounds} alternated rounds",
+                    (ratio - 1.0) * 100.0
+                )
+            } else {
+                format!("{what}; StoreConfig::record_changes = false")
+            };
+            report(
+                Measurement::new(
+                    "D4",
+                    &with.label(&format!("{kind} {label}")),
+                    threads,
+                    tally[variant].ops,
+                    0,
+                    tally[variant].elapsed,
+                )
+                .with_note(note),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn add(tally: &mut Tally, ops: u64, elapsed: Duration) {
+    tally.ops += ops;
+    tally.elapsed += elapsed;
 }

@@ -39,6 +39,9 @@ pub(crate) enum Command {
     /// The load process of the HTTP benchmark workloads (run by `litehouse bench`).
     #[command(hide = true)]
     BenchLoad(crate::bench_http::LoadArgs),
+    /// The SSE subscriber process of the realtime benchmark workload (run by `litehouse bench`).
+    #[command(hide = true)]
+    BenchRealtimeLoad(crate::bench_realtime::LoadArgs),
 }
 
 #[derive(Debug, clap::Args)]

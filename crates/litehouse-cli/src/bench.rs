@@ -20,6 +20,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     } = args;
     let mut all = workloads();
     all.extend(crate::bench_http::workloads());
+    all.extend(crate::bench_realtime::workloads());
     if list {
         for workload in &all {
             println!("{}  {}", workload.id, workload.title);

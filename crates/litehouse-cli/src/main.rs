@@ -9,6 +9,7 @@ use clap::Parser;
 mod args;
 mod bench;
 mod bench_http;
+mod bench_realtime;
 mod db;
 mod logs;
 mod migrate;
@@ -61,5 +62,6 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Serve(serve) => serve::run(serve).map(|()| ExitCode::SUCCESS),
         Command::Token(token) => serve::token(token).map(|()| ExitCode::SUCCESS),
         Command::BenchLoad(load) => bench_http::load(load).map(|()| ExitCode::SUCCESS),
+        Command::BenchRealtimeLoad(load) => bench_realtime::load(load).map(|()| ExitCode::SUCCESS),
     }
 }

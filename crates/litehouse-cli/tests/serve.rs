@@ -407,6 +407,16 @@ fn two_servers(runtime: &tokio::runtime::Runtime, db: &str) -> TestResult {
         (200, &json!("by_n")),
         "{info}"
     );
+    // A realtime subscriber on A: B's writes reach it (through the shared change log).
+    let mut stream = runtime.block_on(
+        client
+            .get(format!("{base_a}/api/realtime?collections=shared"))
+            .send(),
+    )?;
+    assert_eq!(stream.status(), 200);
+    let mut buffer = String::new();
+    let (event, _) = next_sse(runtime, &mut stream, &mut buffer)?;
+    assert_eq!(event, "upToDate");
     // Writes through one are read through the other, both ways.
     let (status, doc) = call(
         Method::POST,
@@ -415,6 +425,17 @@ fn two_servers(runtime: &tokio::runtime::Runtime, db: &str) -> TestResult {
     )?;
     assert_eq!(status, 201, "{doc}");
     let id = doc["id"].as_str().ok_or("id")?.to_owned();
+    let (event, change) = next_sse(runtime, &mut stream, &mut buffer)?;
+    assert_eq!(
+        (
+            event.as_str(),
+            &change["op"],
+            &change["id"],
+            &change["document"]["n"]
+        ),
+        ("change", &json!("create"), &json!(id), &json!(1)),
+        "{change}"
+    );
     let (status, read) = call(
         Method::GET,
         format!("{base_a}/api/collections/shared/docs/{id}"),
@@ -482,9 +503,40 @@ fn two_servers(runtime: &tokio::runtime::Runtime, db: &str) -> TestResult {
         .0,
         404
     );
+    drop(stream);
     assert!(a.terminate()?.0);
     assert!(b.terminate()?.0);
     Ok(())
+}
+
+/// The next Server-Sent Event with data on `stream`: its name and JSON data (10 s at most).
+fn next_sse(
+    runtime: &tokio::runtime::Runtime,
+    stream: &mut reqwest::Response,
+    buffer: &mut String,
+) -> Result<(String, Json), Box<dyn std::error::Error>> {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut event = "message".to_owned();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    event = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim_start());
+                }
+            }
+            if !data.is_empty() {
+                return Ok((event, serde_json::from_str(&data)?));
+            }
+            continue;
+        }
+        let chunk = runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.chunk()).await
+        })??;
+        buffer.push_str(std::str::from_utf8(&chunk.ok_or("the stream ended")?)?);
+    }
 }
 
 /// The README's walkthrough, run as written (curl against `litehouse serve` with its

@@ -33,6 +33,10 @@ pub(crate) trait Conn {
     fn origin(&self) -> Option<&str> {
         None
     }
+    /// Whether changes are appended to the log ([`crate::StoreConfig::record_changes`]).
+    fn record_changes(&self) -> bool {
+        true
+    }
 }
 
 /// Polls a future that never waits (the SQLite [`Conn`]) to completion.
@@ -53,11 +57,22 @@ pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T>>) -> Result<T>
 pub(crate) struct SqliteConn<'c> {
     conn: &'c Connection,
     dialect: Dialect,
+    record_changes: bool,
 }
 
 impl<'c> SqliteConn<'c> {
     pub(crate) fn new(conn: &'c Connection, dialect: Dialect) -> SqliteConn<'c> {
-        SqliteConn { conn, dialect }
+        SqliteConn {
+            conn,
+            dialect,
+            record_changes: true,
+        }
+    }
+
+    /// This connection with [`crate::StoreConfig::record_changes`] applied.
+    pub(crate) fn recording(mut self, record_changes: bool) -> SqliteConn<'c> {
+        self.record_changes = record_changes;
+        self
     }
 
     fn query<T>(
@@ -85,6 +100,9 @@ impl<'c> SqliteConn<'c> {
 }
 
 impl Conn for SqliteConn<'_> {
+    fn record_changes(&self) -> bool {
+        self.record_changes
+    }
     fn dialect(&self) -> &Dialect {
         &self.dialect
     }

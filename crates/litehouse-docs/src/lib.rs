@@ -67,7 +67,7 @@ mod tx;
 pub use cascade::DeleteReport;
 pub use changes::{
     Change, ChangeEvent, ChangeFilter, ChangeOp, ChangePage, ChangeStream, Cursor, DEFAULT_QUEUE,
-    MAX_CHANGES_PAGE, POLL_INTERVAL,
+    FeedStats, MAX_CHANGES_PAGE, POLL_INTERVAL,
 };
 pub use document::{Document, MAX_DOCUMENT_DEPTH};
 pub use error::{Error, Result};

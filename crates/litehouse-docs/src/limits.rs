@@ -56,6 +56,16 @@ pub struct StoreConfig {
     /// Oldest change the change log keeps, in milliseconds of age. `None`: no age limit.
     /// Default 7 days.
     pub change_retention_ms: Option<u64>,
+    /// Whether writes append to the change log. Default `true`. **Only for measuring the
+    /// log's write cost** (`litehouse bench`, workload D4): with `false` nothing is recorded,
+    /// so [`Store::changes_since`](crate::Store::changes_since) and subscribers miss those
+    /// writes for good. Never turn it off on a store anything follows.
+    ///
+    /// ```
+    /// use litehouse_docs::StoreConfig;
+    /// assert!(StoreConfig::default().record_changes);
+    /// ```
+    pub record_changes: bool,
 }
 
 impl Default for StoreConfig {
@@ -71,6 +81,7 @@ impl Default for StoreConfig {
             max_page_size: crate::query::MAX_PER_PAGE,
             change_retention_count: Some(1_000_000),
             change_retention_ms: Some(7 * 24 * 3600 * 1000),
+            record_changes: true,
         }
     }
 }

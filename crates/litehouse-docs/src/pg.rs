@@ -11,6 +11,7 @@ use crate::sql::{Dialect, Param, Sql};
 pub(crate) struct PgConn<'a, 't> {
     transaction: &'a deadpool_postgres::Transaction<'t>,
     dialect: Dialect,
+    record_changes: bool,
 }
 
 impl std::fmt::Debug for PgConn<'_, '_> {
@@ -64,6 +65,7 @@ impl<'a, 't> PgConn<'a, 't> {
         PgConn {
             transaction,
             dialect,
+            record_changes: true,
         }
     }
 
@@ -76,9 +78,21 @@ impl<'a, 't> PgConn<'a, 't> {
     }
 }
 
+impl<'a, 't> PgConn<'a, 't> {
+    /// This connection with [`crate::StoreConfig::record_changes`] applied.
+    pub(crate) fn recording(mut self, record_changes: bool) -> PgConn<'a, 't> {
+        self.record_changes = record_changes;
+        self
+    }
+}
+
 impl Conn for PgConn<'_, '_> {
     fn dialect(&self) -> &Dialect {
         &self.dialect
+    }
+
+    fn record_changes(&self) -> bool {
+        self.record_changes
     }
 
     async fn documents(&self, sql: &Sql) -> Result<Vec<Document>> {

@@ -102,6 +102,7 @@ macro_rules! in_transaction {
         // `read` runs on a read-only snapshot; everything else writes. A write may carry one
         // bounded prune step of the change log, and wakes the feed's subscribers after COMMIT.
         let read_only = stringify!($mode) == "read";
+        let record_changes = $store.config.record_changes;
         let prune = if read_only {
             None
         } else {
@@ -110,7 +111,8 @@ macro_rules! in_transaction {
         let result = match &$store.backend {
             $crate::store::Backend::Sqlite(db) => db
                 .$mode(move |conn| {
-                    let $c = &$crate::conn::SqliteConn::new(conn, $crate::sql::Dialect::sqlite());
+                    let $c = &$crate::conn::SqliteConn::new(conn, $crate::sql::Dialect::sqlite())
+                        .recording(record_changes);
                     // A read's statements share one snapshot (and one WAL read lock); the
                     // engine rolls back whatever a failed read leaves open.
                     if read_only {
@@ -136,7 +138,8 @@ macro_rules! in_transaction {
                 let mut client = pool.get().await?;
                 let transaction = $crate::store::begin_postgres(&mut client, read_only).await?;
                 let result = {
-                    let $c = &$crate::pg::PgConn::new(&transaction, dialect.clone());
+                    let $c = &$crate::pg::PgConn::new(&transaction, dialect.clone())
+                        .recording(record_changes);
                     let body: $crate::error::Result<_> = $body.await;
                     match body {
                         Ok(value) => match prune {

@@ -475,6 +475,9 @@ impl<C: Conn> Conn for WithOrigin<'_, C> {
     fn origin(&self) -> Option<&str> {
         self.origin.as_deref()
     }
+    fn record_changes(&self) -> bool {
+        self.inner.record_changes()
+    }
 }
 
 /// Inserts one document (fresh id, or the caller's, checked not to exist) and records it.

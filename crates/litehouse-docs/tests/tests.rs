@@ -6,6 +6,7 @@ mod conformance;
 mod crud;
 mod defects;
 mod eval;
+mod fanout;
 mod hostile;
 mod indexes;
 mod limits;

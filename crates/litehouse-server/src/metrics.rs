@@ -64,6 +64,15 @@ impl Metrics {
         });
     }
 
+    /// Records one realtime event leaving a subscriber's queue, with the events still queued
+    /// behind it.
+    pub(crate) fn realtime_event(&self, queued: usize) {
+        self.record(|| {
+            histogram!("litehouse_realtime_queue_depth").record(queued as f64);
+            counter!("litehouse_realtime_events_sent_total").increment(1);
+        });
+    }
+
     fn render(&self) -> String {
         self.recorder.handle().render()
     }
@@ -95,7 +104,7 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     path = "/metrics",
     operation_id = "metrics",
     tag = "operations",
-    summary = "Prometheus metrics: HTTP requests and latency by route and status, engine statistics",
+    summary = "Prometheus metrics: HTTP requests and latency by route and status, engine statistics, realtime subscribers and the change feed",
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
@@ -107,6 +116,19 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         let stats = database.stats();
         state.metrics().record(|| engine_gauges(&stats));
     }
+    let feed = state.store().feed_stats();
+    // How far the shared tailer is behind the log's head (other processes' commits on
+    // PostgreSQL arrive by polling); 0 while nobody is live, and when the head is unreadable.
+    let lag = match feed.tailer_position {
+        Some(_) => state
+            .store()
+            .head()
+            .await
+            .map_or(0, |head| feed.lag_behind(head)),
+        None => 0,
+    };
+    let open = state.realtime().open();
+    state.metrics().record(|| feed_gauges(&feed, open, lag));
     let handles = state.debug_handles();
     if let Some(buffer) = &handles.buffer {
         let stats = buffer.stats();
@@ -128,6 +150,18 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+fn feed_gauges(feed: &litehouse_docs::FeedStats, open: usize, lag: u64) {
+    gauge!("litehouse_realtime_subscribers").set(open as f64);
+    gauge!("litehouse_feed_subscribers").set(feed.subscribers as f64);
+    gauge!("litehouse_feed_live_subscribers").set(feed.live as f64);
+    gauge!("litehouse_feed_max_queue_depth").set(feed.max_queue_depth as f64);
+    counter!("litehouse_feed_events_delivered_total").absolute(feed.delivered);
+    counter!("litehouse_realtime_resets_total").absolute(feed.resets);
+    counter!("litehouse_feed_log_reads_total").absolute(feed.log_reads);
+    counter!("litehouse_feed_tailer_reads_total").absolute(feed.tailer_reads);
+    gauge!("litehouse_feed_lag_changes").set(lag as f64);
 }
 
 fn buffer_gauges(stats: &litehouse::BufferStats) {

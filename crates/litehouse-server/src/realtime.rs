@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::extract::RawQuery;
+use crate::metrics::Metrics;
 use crate::query_params::{parse_list_query, path_types};
 use crate::state::AppState;
 
@@ -75,12 +76,12 @@ impl Hub {
                 (open < self.inner.max).then_some(open + 1)
             })
             .is_ok();
-        if admitted {
-            metrics::gauge!("litehouse_realtime_subscribers").increment(1.0);
-            Some(Slot { hub: self.clone() })
-        } else {
-            None
-        }
+        admitted.then(|| Slot { hub: self.clone() })
+    }
+
+    /// Open streams (reported as `litehouse_realtime_subscribers`).
+    pub(crate) fn open(&self) -> usize {
+        self.inner.open.load(Ordering::Acquire)
     }
 }
 
@@ -93,7 +94,6 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.hub.inner.open.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("litehouse_realtime_subscribers").decrement(1.0);
     }
 }
 
@@ -242,6 +242,7 @@ pub(crate) async fn subscribe(
         }
     });
     let events = Events {
+        metrics: state.metrics().clone(),
         changes,
         closing,
         _slot: slot,
@@ -254,6 +255,7 @@ pub(crate) async fn subscribe(
 
 /// The SSE events of one subscription.
 struct Events {
+    metrics: Metrics,
     changes: ChangeStream,
     /// Completes when the server shuts down.
     closing: Pin<Box<dyn Future<Output = ()> + Send>>,
@@ -278,14 +280,22 @@ impl Stream for Events {
             this.done = true;
             return Poll::Ready(None);
         }
-        metrics::histogram!("litehouse_realtime_queue_depth").record(this.changes.queued() as f64);
         let next = Pin::new(&mut this.changes).poll_next(cx);
+        if next.is_ready() {
+            // The queue's depth as each event leaves it: how far this client lags.
+            let depth = this.changes.queued();
+            this.metrics.realtime_event(depth);
+        }
         Poll::Ready(match next {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => None,
             Poll::Ready(Some(Ok(ChangeEvent::Change(change)))) => {
-                let data = serde_json::to_value(&change).unwrap_or_default();
-                Some(Ok(event("change", Some(change.cursor), &data)))
+                // Straight to text: no intermediate JSON tree (a deep copy of the document).
+                let data = serde_json::to_string(&change).unwrap_or_default();
+                Some(Ok(Event::default()
+                    .event("change")
+                    .data(data)
+                    .id(change.cursor.to_string())))
             }
             Poll::Ready(Some(Ok(ChangeEvent::UpToDate(cursor)))) => Some(Ok(event(
                 "upToDate",
@@ -293,7 +303,6 @@ impl Stream for Events {
                 &json!({ "cursor": cursor }),
             ))),
             Poll::Ready(Some(Ok(ChangeEvent::Reset(cursor)))) => {
-                metrics::counter!("litehouse_realtime_resets_total").increment(1);
                 this.done = true;
                 Some(Ok(event(
                     "reset",

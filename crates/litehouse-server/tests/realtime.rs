@@ -325,3 +325,55 @@ async fn realtime_needs_the_read_scope() {
     drop(events);
     server.stop().await;
 }
+
+/// The value of an unlabelled metric in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok()).flatten()
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_report_subscribers_events_and_feed_reads() {
+    on_each_backend(|backend| async move {
+        let server = TestServer::start(&backend, ServerConfig::default()).await;
+        create_collection(&server, json!({"name": "notes"})).await?;
+        let mut streams = Vec::new();
+        for _ in 0..3 {
+            let mut stream = SseReader::new(open(&server, "collections=notes", None).await);
+            assert_eq!(stream.next().await?.expect("upToDate").event, "upToDate");
+            streams.push(stream);
+        }
+        for n in 0..4 {
+            post(&server, "notes", json!({"n": n})).await;
+        }
+        for stream in &mut streams {
+            for _ in 0..4 {
+                assert_eq!(stream.next().await?.expect("change").event, "change");
+            }
+        }
+        let text = server.get("/metrics").send().await?.text().await?;
+        assert_eq!(metric(&text, "litehouse_realtime_subscribers"), Some(3.0));
+        assert_eq!(metric(&text, "litehouse_feed_live_subscribers"), Some(3.0));
+        // 3 up-to-date marks and 3 x 4 changes went through the feed and out as SSE.
+        assert_eq!(
+            metric(&text, "litehouse_feed_events_delivered_total"),
+            Some(15.0)
+        );
+        assert_eq!(
+            metric(&text, "litehouse_realtime_events_sent_total"),
+            Some(15.0)
+        );
+        assert_eq!(metric(&text, "litehouse_realtime_resets_total"), Some(0.0));
+        assert_eq!(metric(&text, "litehouse_feed_lag_changes"), Some(0.0));
+        assert!(metric(&text, "litehouse_feed_tailer_reads_total").is_some_and(|n| n >= 1.0));
+        assert!(text.contains("litehouse_realtime_queue_depth"));
+        drop(streams);
+        server.stop().await;
+        Ok(())
+    })
+    .await;
+}

@@ -1,4 +1,5 @@
-// litehouse dashboard: polls /api/debug/db/stats and friends with the admin token.
+// litehouse dashboard: polls /api/debug/db/stats and friends with the admin token, and
+// follows /api/realtime for its live changes.
 "use strict";
 
 // Points per chart: one per 2-second poll, so the last minute.
@@ -145,6 +146,12 @@ async function refreshCollections() {
     const page = await api(`/api/collections/${encodeURIComponent(collection.name)}/docs?perPage=1`);
     return { collection, count: page.totalItems };
   }));
+  // Follow every collection (up to the endpoint's 16) once some exist, unless the user chose.
+  const input = document.getElementById("live-collections");
+  if (!live.controller && rows.length > 0 && !input.value) {
+    input.value = rows.slice(0, 16).map(({ collection }) => collection.name).join(",");
+    follow(input.value);
+  }
   const body = document.querySelector("#collections tbody");
   body.innerHTML = "";
   for (const { collection, count } of rows) {
@@ -176,6 +183,96 @@ async function refreshLogs() {
     }
   } catch (error) {
     body.innerHTML = `<tr><td colspan="3" class="muted">${error.message}</td></tr>`;
+  }
+}
+
+// Live changes: the /api/realtime Server-Sent Events stream, read with fetch because
+// EventSource cannot send the token header. It resumes from the last event id after a reset
+// or a dropped connection, so no change is skipped.
+const LIVE_ROWS = 20;
+const live = { controller: null, lastId: null, collections: "" };
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function showChange(change) {
+  const body = document.querySelector("#changes tbody");
+  const row = body.insertRow(0);
+  row.insertCell().textContent = new Date(change.at).toLocaleTimeString();
+  row.insertCell().textContent = change.collection;
+  row.insertCell().textContent = change.op;
+  row.insertCell().textContent = change.id || "–";
+  const version = row.insertCell();
+  version.className = "num";
+  version.textContent = change.version;
+  const cursor = row.insertCell();
+  cursor.className = "num";
+  cursor.textContent = change.cursor;
+  while (body.rows.length > LIVE_ROWS) body.deleteRow(-1);
+}
+
+/** Handles one SSE block; returns false when the stream is over (reset or error). */
+function handleEvent(block, status) {
+  let event = "message";
+  let id = null;
+  let data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("id:")) id = line.slice(3).trim();
+    else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+  }
+  if (!data) return true;
+  if (id) live.lastId = id;
+  const body = JSON.parse(data);
+  if (event === "change") showChange(body);
+  else if (event === "upToDate") status.textContent = `following ${live.collections}`;
+  else if (event === "reset") { status.textContent = "fell behind; resuming"; return false; }
+  else if (event === "error") { status.textContent = `error: ${body.code}: ${body.message}`; return false; }
+  return true;
+}
+
+async function follow(collections) {
+  if (live.controller) live.controller.abort();
+  const controller = new AbortController();
+  live.controller = controller;
+  live.collections = collections;
+  live.lastId = null;
+  document.querySelector("#changes tbody").innerHTML = "";
+  const status = document.getElementById("live-status");
+  status.textContent = "connecting…";
+  while (!controller.signal.aborted) {
+    try {
+      const headers = { authorization: `Bearer ${state.token}` };
+      if (live.lastId) headers["last-event-id"] = live.lastId;
+      const query = new URLSearchParams({ collections });
+      const response = await fetch(`/api/realtime?${query}`, { headers, signal: controller.signal });
+      if (!response.ok) {
+        const body = await response.json().catch(() => null);
+        status.textContent = body ? `${body.code}: ${body.message}` : response.statusText;
+        // Past retention: start again from now.
+        if (response.status === 410) live.lastId = null;
+        if (response.status === 400 || response.status === 404) return;
+        await sleep(5000);
+        continue;
+      }
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      let open = true;
+      while (open) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while (open && (end = buffer.indexOf("\n\n")) >= 0) {
+          open = handleEvent(buffer.slice(0, end), status);
+          buffer = buffer.slice(end + 2);
+        }
+      }
+      reader.cancel().catch(() => {});
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      status.textContent = `reconnecting: ${error.message}`;
+    }
+    await sleep(1000);
   }
 }
 
@@ -239,6 +336,12 @@ document.getElementById("explain").addEventListener("submit", async (event) => {
 });
 
 document.getElementById("log-level").addEventListener("change", refreshLogs);
+
+document.getElementById("live").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const collections = document.getElementById("live-collections").value.replace(/\s+/g, "");
+  if (collections) follow(collections);
+});
 
 state.token = tokenFromUrl();
 if (state.token) start(); else showLogin();

@@ -1,6 +1,7 @@
 //! The dashboard: static HTML, CSS and JavaScript embedded in the binary (no build step).
-//! The page asks for the admin token (or takes it from `#token=` in the URL) and polls the
-//! `/api/debug` routes; serving it needs no token, since it holds no data.
+//! The page asks for the admin token (or takes it from `#token=` in the URL), polls the
+//! `/api/debug` routes and follows `/api/realtime` for its live changes; serving it needs no
+//! token, since it holds no data.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
