@@ -8,14 +8,17 @@
 //! - [`SyncDriver`]: runs the machine on tokio over an [`HttpTransport`] and a local [`Replica`].
 //! - [`FaultProxy`]: a TCP proxy for tests that drops, hangs, resets or delays connections.
 
+mod device;
 mod driver;
 mod fault_proxy;
 mod machine;
 mod producer;
 mod protocol;
+mod replica;
 mod server;
 mod transport;
 
+pub use device::{Device, DeviceConfig, DeviceError, DeviceStatus, SyncLogEntry};
 pub use driver::{DriverStopped, Replica, SyncDriver};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use machine::{

@@ -19,7 +19,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use litehouse_docs::{ChangeFilter, ChangeOp, Cursor, Error as DocError, Store};
+use litehouse_docs::{
+    ChangeFilter, ChangeOp, Cursor, Error as DocError, Paging, Query as DocQuery, Store,
+};
 
 use crate::producer::{AdmitError, ProducerState, admit};
 use crate::protocol::{Hlc, Op, PullResponse, PulledChange, PushRequest, PushResponse, Rejection};
@@ -192,6 +194,8 @@ struct PullQuery {
     cursor: Option<String>,
     #[serde(default)]
     full: bool,
+    /// The `resume` token of the previous page of a full re-read.
+    after: Option<String>,
     limit: Option<usize>,
 }
 
@@ -204,18 +208,19 @@ fn server_hlc(at_ms: i64) -> Hlc {
 }
 
 async fn pull(State(store): State<Store>, Query(q): Query<PullQuery>) -> Response {
+    let limit = q.limit.unwrap_or(MAX_PULL_PAGE).clamp(1, MAX_PULL_PAGE);
     if q.full {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "full re-read is not implemented by this server yet".into(),
-        );
+        return match read_all_page(&store, q.after.as_deref(), limit).await {
+            Ok(page) => Json(page).into_response(),
+            Err(FullError::BadToken(e)) => error(StatusCode::BAD_REQUEST, e),
+            Err(FullError::Store(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
     }
     let cursor = match q.cursor.as_deref().map(str::parse::<Cursor>) {
         None => None,
         Some(Ok(c)) => Some(c),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let limit = q.limit.unwrap_or(MAX_PULL_PAGE).clamp(1, MAX_PULL_PAGE);
     let page = match store
         .changes_since(cursor.as_ref(), &ChangeFilter::default(), limit)
         .await
@@ -263,6 +268,126 @@ async fn pull(State(store): State<Store>, Query(q): Query<PullQuery>) -> Respons
         changes,
         next: Some(page.next.to_string()),
         up_to_date: page.up_to_date,
+        resume: None,
     })
     .into_response()
+}
+
+/// Where a full re-read stands: the head taken before its first page, the collection being
+/// read and the keyset cursor inside it. Sent to the device as the opaque `resume` token.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FullToken {
+    head: String,
+    collection: String,
+    after: Option<String>,
+}
+
+enum FullError {
+    BadToken(String),
+    Store(DocError),
+}
+
+impl From<DocError> for FullError {
+    fn from(e: DocError) -> Self {
+        FullError::Store(e)
+    }
+}
+
+/// One page of `GET /api/sync/pull?full=true[&after=TOKEN]`: every live document of every
+/// collection as a `Put` with the `(HLC, device)` of the write that produced it, collection
+/// by collection in name order, documents by id. `next` is the head of the change feed taken
+/// before the first page, so changes made while the pages are read are pulled again after
+/// (re-applying them is harmless under last-writer-wins). `up_to_date` is always false: the
+/// device pulls from `next` afterwards. `resume` is the token of the next page, `None` on
+/// the last.
+async fn read_all_page(
+    store: &Store,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<PullResponse, FullError> {
+    let token = match after {
+        Some(text) => serde_json::from_str::<FullToken>(text)
+            .map_err(|e| FullError::BadToken(format!("invalid full re-read token: {e}")))?,
+        None => FullToken {
+            head: store.head().await?.to_string(),
+            collection: String::new(),
+            after: None,
+        },
+    };
+    let mut names: Vec<String> = store
+        .list_collections()
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    names.sort();
+    // The token's collection, or the first one after it (it may have been dropped since).
+    let Some(collection) = names.iter().find(|n| **n >= token.collection).cloned() else {
+        return Ok(full_page(Vec::new(), token.head, None));
+    };
+    let cursor = if collection == token.collection {
+        token.after
+    } else {
+        None
+    };
+    let name = collection.clone();
+    let (changes, next_cursor) = store
+        .transaction(move |tx| async move {
+            let query = DocQuery {
+                filter: None,
+                sort: Vec::new(),
+                paging: Paging::Cursor {
+                    after: cursor,
+                    per_page: limit as u64,
+                },
+                count: false,
+            };
+            let page = tx.find(&name, &query).await?;
+            let mut changes = Vec::with_capacity(page.items.len());
+            for doc in page.items {
+                let mark = tx.meta_get(NS_HLC, &format!("{name}/{}", doc.id)).await?;
+                let (hlc, device) = mark
+                    .and_then(|m| {
+                        let hlc = serde_json::from_value::<Hlc>(m["hlc"].clone()).ok()?;
+                        Some((hlc, m["device"].as_str()?.to_owned()))
+                    })
+                    .unwrap_or_else(|| (server_hlc(0), "server".to_owned()));
+                changes.push(PulledChange {
+                    collection: name.clone(),
+                    doc_id: doc.id,
+                    op: Op::Put,
+                    document: serde_json::Value::Object(doc.body),
+                    hlc,
+                    device,
+                });
+            }
+            Ok((changes, page.next_cursor))
+        })
+        .await?;
+    let resume = match next_cursor {
+        Some(after) => Some(FullToken {
+            head: token.head.clone(),
+            collection,
+            after: Some(after),
+        }),
+        None => names
+            .iter()
+            .find(|n| **n > collection)
+            .map(|next| FullToken {
+                head: token.head.clone(),
+                collection: next.clone(),
+                after: None,
+            }),
+    };
+    let resume = resume.map(|t| serde_json::to_string(&t).unwrap_or_default());
+    Ok(full_page(changes, token.head, resume))
+}
+
+fn full_page(changes: Vec<PulledChange>, head: String, resume: Option<String>) -> PullResponse {
+    PullResponse {
+        changes,
+        next: Some(head),
+        up_to_date: false,
+        resume,
+    }
 }
