@@ -545,6 +545,22 @@ impl Device {
         Ok(cursor.and_then(|v| v.as_str().map(str::to_owned)))
     }
 
+    /// Applies pulled changes as a pull does (last-writer-wins, `cursor` stored in the same
+    /// transaction; `full`: a full re-read); returns how many changed a document. For
+    /// benchmarks and tools: the driver does this itself.
+    pub(crate) async fn apply_pulled(
+        &self,
+        changes: Vec<crate::protocol::PulledChange>,
+        cursor: Option<String>,
+        full: bool,
+    ) -> Result<u64, DeviceError> {
+        Ok(self
+            .replica
+            .apply_changes(changes, cursor, full)
+            .await?
+            .applied)
+    }
+
     /// Stops syncing and waits for the driver to end (requests in flight are abandoned; the
     /// outbox keeps what was not acknowledged).
     pub async fn stop(self) {

@@ -619,3 +619,32 @@ async fn device_bookkeeping_is_local_and_bounded() {
     assert!(fresh.epoch() > epoch);
     fresh.stop().await;
 }
+
+/// The pull-apply measurement runs and applies every change (the number is printed; the
+/// target, ≥ 50k changes/s on SQLite, is checked in a release build by the ignored test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_apply_measures_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = litehouse_sync::pull_apply(&dir.path().join("bench.db"), 4_000)
+        .await
+        .unwrap();
+    assert_eq!(report.changes, 4_000);
+    assert!(report.changes_per_sec > 0.0);
+    eprintln!("pull apply (debug build): {report:?}");
+    let store = Store::open_sqlite(dir.path().join("bench.db"))
+        .await
+        .unwrap();
+    assert_eq!(store.count("bench", None).await.unwrap(), 2_000);
+}
+
+/// `cargo test --release -p litehouse-sync --test tests pull_apply_target -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a release-build measurement"]
+async fn pull_apply_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = litehouse_sync::pull_apply(&dir.path().join("bench.db"), 200_000)
+        .await
+        .unwrap();
+    eprintln!("pull apply: {report:?}");
+    assert!(report.changes_per_sec >= 50_000.0, "{report:?}");
+}
