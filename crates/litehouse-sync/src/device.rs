@@ -209,10 +209,12 @@ impl Device {
         }
         let opened = init_bookkeeping(&store, &config).await?;
         let pending = load_outbox(&store).await?;
-        let hlc = uhlc::HLCBuilder::new()
-            .with_id(clock_id(&opened.identity.device_id))
-            .with_max_delta(Duration::from_secs(60))
-            .build();
+        let hlc = Arc::new(
+            uhlc::HLCBuilder::new()
+                .with_id(clock_id(&opened.identity.device_id))
+                .with_max_delta(Duration::from_secs(60))
+                .build(),
+        );
         if let Some(last) = opened.clock.last_hlc {
             let _ = hlc.update_with_timestamp(&last.0);
         }
@@ -228,7 +230,7 @@ impl Device {
         let acked = pending
             .first()
             .map_or(opened.clock.next_seq.saturating_sub(1), |e| e.seq - 1);
-        let machine = SyncMachine::new(
+        let mut machine = SyncMachine::new(
             config.sync.clone(),
             opened.identity.device_id.clone(),
             opened.identity.epoch,
@@ -241,14 +243,13 @@ impl Device {
             hlc,
             log_retention: config.log_retention,
         });
+        if config.start_paused {
+            // Before the driver starts, so not even its first pull goes out. The only action
+            // is the log record of the pause, which is not worth keeping.
+            let _ = machine.handle(0, Event::Pause);
+        }
         let started_at_ms = unix_ms();
         let driver = SyncDriver::spawn(machine, transport, Arc::clone(&replica), opened.cursor);
-        if config.start_paused {
-            driver
-                .send(Event::Pause)
-                .await
-                .map_err(|_| DeviceError::Stopped)?;
-        }
         for entry in pending {
             driver
                 .send(Event::LocalWrite(entry))
@@ -367,18 +368,20 @@ impl Device {
             });
         }
         let _order = self.write_lock.lock().await;
-        let hlc = Hlc(self.replica.hlc.new_timestamp());
+        let clock = Arc::clone(&self.replica.hlc);
         let (device, epoch, collection) =
             (self.device_id.clone(), self.epoch, collection.to_owned());
         let (document, entry) = self
             .replica
             .store
             .transaction(move |tx| async move {
-                let clock: Clock = match tx.meta_get(NS_DEVICE, "clock").await? {
+                let stored: Clock = match tx.meta_get(NS_DEVICE, "clock").await? {
                     Some(v) => serde_json::from_value(v).map_err(|e| corrupt("clock", e))?,
                     None => return Err(corrupt("clock", "missing")),
                 };
-                let seq = clock.next_seq;
+                let seq = stored.next_seq;
+                // Taken inside the transaction: after every apply that committed before it.
+                let hlc = Hlc(clock.new_timestamp());
                 let (document, doc_id, op, body) = match op {
                     LocalOp::Create { id, body } => {
                         let doc = match id {

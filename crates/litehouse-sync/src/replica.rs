@@ -15,10 +15,10 @@
 //! | `sync.hlc` | `collection/id` | `{hlc, device, deleted}` of the write the document shows |
 //! | `sync.log` | n, 20 digits | a [`SyncLogEntry`](crate::SyncLogEntry) (the last N kept) |
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use litehouse_docs::{Error as DocError, Paging, Query, Store, Tx};
+use litehouse_docs::{Error as DocError, MAX_TX_BATCH, Paging, Query, Store, Tx};
 use serde_json::{Value as Json, json};
 
 use crate::driver::Replica;
@@ -59,21 +59,12 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> DocError {
     }
 }
 
-pub(crate) async fn read_mark(tx: &Tx, key: &str) -> litehouse_docs::Result<Option<Mark>> {
-    match tx.meta_get(NS_MARK, key).await? {
-        None => Ok(None),
-        Some(v) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| corrupt("document mark", e)),
-    }
-}
-
 /// The device's local side: applies pulled changes, marks entries synced and keeps the sync
 /// log, each in one store transaction.
 pub(crate) struct StoreReplica {
     pub(crate) store: Store,
     pub(crate) collections: Arc<HashSet<String>>,
-    pub(crate) hlc: uhlc::HLC,
+    pub(crate) hlc: Arc<uhlc::HLC>,
     pub(crate) log_retention: u64,
 }
 
@@ -102,13 +93,23 @@ impl StoreReplica {
     /// from the local result of a patch). With `full`, `changes` are the server's whole state:
     /// documents without pending local writes take the server's version whatever their mark,
     /// and local documents absent from it are removed unless they have pending writes.
+    ///
+    /// Batched: only the last change of each document counts (the server's order per document
+    /// is its last-writer-wins order), marks are read and written with one statement per few
+    /// hundred, and new documents are inserted with multi-row inserts.
     pub(crate) async fn apply_changes(
         &self,
         changes: Vec<PulledChange>,
         cursor: Option<String>,
         full: bool,
     ) -> litehouse_docs::Result<Applied> {
-        let newest = changes.iter().map(|c| c.hlc).max();
+        // Local writes after this apply must order after what it brings, so the clock moves
+        // first (a local write takes its timestamp inside its own transaction, which runs
+        // before or after this one). A timestamp too far in the future is refused by the
+        // clock; the change is still applied.
+        if let Some(newest) = changes.iter().map(|c| c.hlc).max() {
+            let _ = self.hlc.update_with_timestamp(&newest.0);
+        }
         let collections = Arc::clone(&self.collections);
         let applied = self
             .store
@@ -128,18 +129,11 @@ impl StoreReplica {
                         out.removed += remove_absent(&tx, collection, &server, &pending).await?;
                     }
                 }
-                for change in changes {
-                    if !collections.contains(&change.collection) {
-                        out.skipped += 1;
-                        continue;
-                    }
-                    let authoritative = full
-                        && !pending.contains(&(change.collection.clone(), change.doc_id.clone()));
-                    match apply_one(&tx, change, authoritative).await? {
-                        Ok(true) => out.applied += 1,
-                        Ok(false) => out.skipped += 1,
-                        Err(reason) => out.invalid.push(reason),
-                    }
+                let total = changes.len() as u64;
+                let changes = last_per_document(changes, &collections);
+                out.skipped = total - changes.len() as u64;
+                for chunk in changes.chunks(MAX_TX_BATCH) {
+                    apply_chunk(&tx, chunk.to_vec(), full, &pending, &mut out).await?;
                 }
                 if let Some(cursor) = cursor {
                     tx.meta_put(NS_DEVICE, "cursor", Json::String(cursor))
@@ -148,11 +142,6 @@ impl StoreReplica {
                 Ok(out)
             })
             .await?;
-        // Later local writes must order after what this device has seen. A timestamp too far
-        // in the future is refused by the clock; the change is still applied.
-        if let Some(newest) = newest {
-            let _ = self.hlc.update_with_timestamp(&newest.0);
-        }
         Ok(applied)
     }
 
@@ -283,57 +272,152 @@ async fn remove_absent(
     Ok(doomed.len() as u64)
 }
 
-/// Applies one pulled change. `Ok(Ok(applied))`, or `Ok(Err(reason))` when the local store
-/// refuses it (the change is skipped and reported, so one bad change cannot wedge the pull).
+/// The last change of each document of a synced collection, in the order of those last
+/// changes.
+fn last_per_document(
+    changes: Vec<PulledChange>,
+    collections: &HashSet<String>,
+) -> Vec<PulledChange> {
+    let mut last: HashMap<(String, String), usize> = HashMap::with_capacity(changes.len());
+    for (i, c) in changes.iter().enumerate() {
+        if collections.contains(&c.collection) {
+            last.insert((c.collection.clone(), c.doc_id.clone()), i);
+        }
+    }
+    changes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, c)| last.get(&(c.collection.clone(), c.doc_id.clone())) == Some(i))
+        .map(|(_, c)| c)
+        .collect()
+}
+
+/// Applies changes to distinct documents: marks read in one batch, the winners that create
+/// a document inserted in one batch, the others one by one, the new marks written in one
+/// batch.
+async fn apply_chunk(
+    tx: &Tx,
+    changes: Vec<PulledChange>,
+    full: bool,
+    pending: &HashSet<(String, String)>,
+    out: &mut Applied,
+) -> litehouse_docs::Result<()> {
+    let keys: Vec<String> = changes
+        .iter()
+        .map(|c| mark_key(&c.collection, &c.doc_id))
+        .collect();
+    let mut marks = tx.meta_get_many(NS_MARK, keys.clone()).await?;
+    let mut creates: HashMap<String, Vec<PulledChange>> = HashMap::new();
+    let mut others = Vec::new();
+    for (change, key) in changes.into_iter().zip(keys) {
+        let mark = match marks.remove(&key) {
+            Some(v) => {
+                Some(serde_json::from_value::<Mark>(v).map_err(|e| corrupt("document mark", e))?)
+            }
+            None => None,
+        };
+        let authoritative =
+            full && !pending.contains(&(change.collection.clone(), change.doc_id.clone()));
+        if let Some(m) = &mark
+            && !authoritative
+            && lww_wins((&m.hlc, &m.device), (&change.hlc, &change.device))
+        {
+            out.skipped += 1;
+            continue;
+        }
+        // No mark: the document was never written through the device (or was removed by a
+        // full re-read), so it is new; a pre-existing one makes the batch fail and is then
+        // handled one by one below.
+        let new = mark.as_ref().is_none_or(|m| m.deleted);
+        if change.op == Op::Put && new {
+            creates
+                .entry(change.collection.clone())
+                .or_default()
+                .push(change);
+        } else {
+            others.push((change, mark));
+        }
+    }
+    let mut new_marks = Vec::new();
+    for (collection, batch) in creates {
+        let documents = batch
+            .iter()
+            .map(|c| (c.doc_id.clone(), c.document.clone()))
+            .collect();
+        match tx.create_many_with_ids(&collection, documents).await {
+            Ok(n) => {
+                out.applied += n;
+                new_marks.extend(batch.into_iter().map(|c| mark_entry(c, false)));
+            }
+            Err(e) if e.is_invalid_input() || e.is_conflict() => {
+                // Find the culprits: one by one, checking existence.
+                others.extend(batch.into_iter().map(|c| (c, None)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for (change, mark) in others {
+        match apply_one(tx, change, mark).await? {
+            Ok(entry) => {
+                out.applied += 1;
+                new_marks.push(entry);
+            }
+            Err(reason) => out.invalid.push(reason),
+        }
+    }
+    let mut values = Vec::with_capacity(new_marks.len());
+    for (key, mark) in new_marks {
+        values.push((
+            key,
+            serde_json::to_value(&mark).map_err(|e| corrupt("document mark", e))?,
+        ));
+    }
+    tx.meta_put_many(NS_MARK, values).await
+}
+
+fn mark_entry(change: PulledChange, deleted: bool) -> (String, Mark) {
+    (
+        mark_key(&change.collection, &change.doc_id),
+        Mark {
+            hlc: change.hlc,
+            device: change.device,
+            deleted,
+        },
+    )
+}
+
+/// Applies one pulled change that won against `mark` (the local mark, `None` when unknown or
+/// none). `Ok(Ok(new mark))`, or `Ok(Err(reason))` when the local store refuses it (the
+/// change is skipped and reported, so one bad change cannot wedge the pull).
 async fn apply_one(
     tx: &Tx,
     change: PulledChange,
-    authoritative: bool,
-) -> litehouse_docs::Result<Result<bool, String>> {
-    let key = mark_key(&change.collection, &change.doc_id);
-    let mark = read_mark(tx, &key).await?;
-    if let Some(m) = &mark
-        && !authoritative
-        && lww_wins((&m.hlc, &m.device), (&change.hlc, &change.device))
-    {
-        return Ok(Ok(false));
-    }
-    let PulledChange {
-        collection,
-        doc_id,
-        op,
-        document,
-        hlc,
-        device,
-    } = change;
+    mark: Option<Mark>,
+) -> litehouse_docs::Result<Result<(String, Mark), String>> {
     let exists = match &mark {
         Some(m) => !m.deleted,
-        None => match tx.get(&collection, &doc_id).await {
+        None => match tx.get(&change.collection, &change.doc_id).await {
             Ok(_) => true,
             Err(DocError::NotFound { .. }) => false,
             Err(e) => return Err(e),
         },
     };
-    let result = match op {
-        Op::Put if exists => match tx
-            .replace(&collection, &doc_id, document.clone(), None)
-            .await
-        {
+    let (collection, doc_id) = (change.collection.as_str(), change.doc_id.as_str());
+    let document = change.document.clone();
+    let result = match change.op {
+        Op::Put if exists => match tx.replace(collection, doc_id, document.clone(), None).await {
             Err(DocError::NotFound { .. }) => tx
-                .create_with_id(&collection, &doc_id, document)
+                .create_with_id(collection, doc_id, document)
                 .await
                 .map(drop),
             other => other.map(drop),
         },
         Op::Put => tx
-            .create_with_id(&collection, &doc_id, document)
+            .create_with_id(collection, doc_id, document)
             .await
             .map(drop),
-        Op::Patch => tx
-            .patch(&collection, &doc_id, document, None)
-            .await
-            .map(drop),
-        Op::Delete if exists => match tx.delete(&collection, &doc_id, None).await {
+        Op::Patch => tx.patch(collection, doc_id, document, None).await.map(drop),
+        Op::Delete if exists => match tx.delete(collection, doc_id, None).await {
             Ok(_) | Err(DocError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         },
@@ -341,14 +425,8 @@ async fn apply_one(
     };
     match result {
         Ok(()) => {
-            let mark = Mark {
-                hlc,
-                device,
-                deleted: op == Op::Delete,
-            };
-            let value = serde_json::to_value(&mark).map_err(|e| corrupt("document mark", e))?;
-            tx.meta_put(NS_MARK, &key, value).await?;
-            Ok(Ok(true))
+            let deleted = change.op == Op::Delete;
+            Ok(Ok(mark_entry(change, deleted)))
         }
         Err(e) if e.is_invalid_input() || e.is_conflict() || e.is_not_found() => {
             Ok(Err(format!("{collection}/{doc_id}: {e}")))

@@ -28,6 +28,7 @@ use crate::protocol::{Hlc, Op, PullResponse, PulledChange, PushRequest, PushResp
 
 const NS_PRODUCER: &str = "sync.producer";
 const NS_HLC: &str = "sync.hlc";
+const NS_LOCK: &str = "sync.lock";
 const SYSTEM_FIELDS: [&str; 4] = ["id", "version", "createdAt", "updatedAt"];
 /// Most changes in one pull page.
 pub const MAX_PULL_PAGE: usize = 1_000;
@@ -83,11 +84,18 @@ enum Outcome {
 
 async fn push(State(store): State<Store>, Json(req): Json<PushRequest>) -> Response {
     let mut rejected: BTreeMap<u64, String> = BTreeMap::new();
+    // SQLite runs one write transaction at a time; PostgreSQL runs them concurrently in READ
+    // COMMITTED, where two pushes could both read the same producer state or document mark
+    // and both act on it (a duplicate applied twice, an older write winning).
+    let lock_rows = store.engine() == "postgres";
     loop {
         let req2 = req.clone();
         let known = rejected.clone();
         let result = store
             .transaction(move |tx| async move {
+                if lock_rows {
+                    lock(&tx, &req2).await?;
+                }
                 let state = match tx.meta_get(NS_PRODUCER, &req2.device).await? {
                     None => None,
                     Some(v) => match serde_json::from_value::<ProducerState>(v) {
@@ -187,6 +195,27 @@ async fn push(State(store): State<Store>, Json(req): Json<PushRequest>) -> Respo
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
+}
+
+/// Takes the row locks of a push on PostgreSQL before anything is read: the device's
+/// producer row and each target document's row in namespace `sync.lock`, upserted in one
+/// global order (sorted keys) so two pushes never wait on each other in a cycle. A second
+/// push on the same rows waits for the first to commit; under READ COMMITTED its later reads
+/// then see what the first one wrote.
+async fn lock(tx: &litehouse_docs::Tx, req: &PushRequest) -> litehouse_docs::Result<()> {
+    let mut keys: Vec<String> = req
+        .entries
+        .iter()
+        .map(|e| format!("doc/{}/{}", e.collection, e.doc_id))
+        .collect();
+    keys.push(format!("producer/{}", req.device));
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        tx.meta_put(NS_LOCK, &key, serde_json::Value::Bool(true))
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]

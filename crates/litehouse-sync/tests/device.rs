@@ -396,6 +396,7 @@ async fn killed_device_resends_after_reopen(store: Store, dir: tempfile::TempDir
             .unwrap();
     }
     server.proxy.set_mode(FaultMode::BlackholeResponses);
+    server.proxy.cut_all();
     device.resume().await.unwrap();
     let started = Instant::now();
     while server.producer("k").await.is_none_or(|p| p.last_seq < 8) {
