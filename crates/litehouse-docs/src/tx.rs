@@ -30,8 +30,8 @@ use crate::store::{Store, checked_collection, in_transaction};
 /// Most entries one [`Tx::meta_scan`] returns.
 pub const MAX_META_SCAN: usize = 10_000;
 
-/// Most items in one batch call ([`Tx::create_many_with_ids`], [`Tx::meta_get_many`],
-/// [`Tx::meta_put_many`]).
+/// Most items in one batch call ([`Tx::create_many_with_ids`], [`Tx::replace_many`],
+/// [`Tx::meta_get_many`], [`Tx::meta_put_many`]).
 pub const MAX_TX_BATCH: usize = 10_000;
 
 /// Keys per `IN (...)` list and rows per multi-row `INSERT` of the batch calls.
@@ -89,6 +89,10 @@ enum Request {
         collection: String,
         documents: Vec<Document>,
         texts: Vec<String>,
+    },
+    ReplaceMany {
+        collection: String,
+        bodies: Vec<(String, Map<String, Json>)>,
     },
     MetaGetMany {
         ns: String,
@@ -516,6 +520,62 @@ impl Tx {
         }
     }
 
+    /// Replaces the bodies of existing documents (distinct ids) as one batch: each gets
+    /// version + 1 and `updatedAt = now`, after the same checks as [`Tx::replace`]; their
+    /// changes are recorded together.
+    ///
+    /// # Errors
+    /// As [`Tx::replace`] for any document (then nothing of the batch applies if the error
+    /// is returned from the transaction); [`Error::InvalidDocument`] for an id given twice;
+    /// [`Error::LimitExceeded`] for more than [`MAX_TX_BATCH`] documents.
+    pub async fn replace_many(&self, collection: &str, bodies: Vec<(String, Json)>) -> Result<u64> {
+        let dispose_all = |bodies: Vec<(String, Json)>| {
+            bodies.into_iter().for_each(|(_, body)| dispose(body));
+        };
+        let collection = match checked_collection(collection) {
+            Ok(name) if bodies.len() <= MAX_TX_BATCH => name,
+            Ok(_) => {
+                let n = bodies.len();
+                dispose_all(bodies);
+                return Err(Error::limit_exceeded("batch size", n, MAX_TX_BATCH));
+            }
+            Err(err) => {
+                dispose_all(bodies);
+                return Err(err);
+            }
+        };
+        let mut seen = std::collections::HashSet::with_capacity(bodies.len());
+        let mut checked = Vec::with_capacity(bodies.len());
+        let mut bodies = bodies.into_iter();
+        while let Some((id, body)) = bodies.next() {
+            let result = if seen.insert(id.clone()) {
+                check_body(body, &self.config)
+            } else {
+                dispose(body);
+                Err(Error::InvalidDocument {
+                    reason: format!("id {id:?} given twice in one batch"),
+                })
+            };
+            match result {
+                Ok(body) => checked.push((id, body)),
+                Err(err) => {
+                    dispose_all(bodies.collect());
+                    return Err(err);
+                }
+            }
+        }
+        match self
+            .call(Request::ReplaceMany {
+                collection,
+                bodies: checked,
+            })
+            .await?
+        {
+            Response::Count(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
+
     /// The bookkeeping values under `(ns, key)` for each of `keys` that has one.
     ///
     /// # Errors
@@ -771,6 +831,13 @@ async fn execute(c: &impl Conn, config: &StoreConfig, request: Request) -> Resul
                 ops::insert(c, &collection, documents, &texts, ops::Origin::Imported).await?;
             }
             Response::Count(n)
+        }
+        Request::ReplaceMany { collection, bodies } => {
+            if bodies.is_empty() {
+                Response::Count(0)
+            } else {
+                Response::Count(ops::replace_many(c, &collection, bodies).await?.len() as u64)
+            }
         }
         Request::MetaGetMany { ns, keys } => {
             let mut entries = Vec::with_capacity(keys.len());

@@ -292,9 +292,9 @@ fn last_per_document(
         .collect()
 }
 
-/// Applies changes to distinct documents: marks read in one batch, the winners that create
-/// a document inserted in one batch, the others one by one, the new marks written in one
-/// batch.
+/// Applies changes to distinct documents: marks read in one batch, the winning puts
+/// inserted or replaced in batches per collection, the rest (deletes, patches, a batch that
+/// failed) one by one, the new marks written in one batch.
 async fn apply_chunk(
     tx: &Tx,
     changes: Vec<PulledChange>,
@@ -308,6 +308,7 @@ async fn apply_chunk(
         .collect();
     let mut marks = tx.meta_get_many(NS_MARK, keys.clone()).await?;
     let mut creates: HashMap<String, Vec<PulledChange>> = HashMap::new();
+    let mut replaces: HashMap<String, Vec<PulledChange>> = HashMap::new();
     let mut others = Vec::new();
     for (change, key) in changes.into_iter().zip(keys) {
         let mark = match marks.remove(&key) {
@@ -329,31 +330,41 @@ async fn apply_chunk(
         // full re-read), so it is new; a pre-existing one makes the batch fail and is then
         // handled one by one below.
         let new = mark.as_ref().is_none_or(|m| m.deleted);
-        if change.op == Op::Put && new {
-            creates
-                .entry(change.collection.clone())
-                .or_default()
-                .push(change);
-        } else {
-            others.push((change, mark));
+        match (change.op, new) {
+            (Op::Put, true) => creates.entry(change.collection.clone()).or_default(),
+            (Op::Put, false) => replaces.entry(change.collection.clone()).or_default(),
+            _ => {
+                others.push((change, mark));
+                continue;
+            }
         }
+        .push(change);
     }
     let mut new_marks = Vec::new();
-    for (collection, batch) in creates {
-        let documents = batch
-            .iter()
-            .map(|c| (c.doc_id.clone(), c.document.clone()))
-            .collect();
-        match tx.create_many_with_ids(&collection, documents).await {
-            Ok(n) => {
-                out.applied += n;
-                new_marks.extend(batch.into_iter().map(|c| mark_entry(c, false)));
+    for (replace, batches) in [(false, creates), (true, replaces)] {
+        for (collection, batch) in batches {
+            let documents = batch
+                .iter()
+                .map(|c| (c.doc_id.clone(), c.document.clone()))
+                .collect();
+            let result = if replace {
+                tx.replace_many(&collection, documents).await
+            } else {
+                tx.create_many_with_ids(&collection, documents).await
+            };
+            match result {
+                Ok(n) => {
+                    out.applied += n;
+                    new_marks.extend(batch.into_iter().map(|c| mark_entry(c, false)));
+                }
+                Err(e) if e.is_invalid_input() || e.is_conflict() || e.is_not_found() => {
+                    // Find the culprits one by one, checking existence. A replace batch may
+                    // have updated some documents before failing; they are written again
+                    // with the same body (one more version and change, same content).
+                    others.extend(batch.into_iter().map(|c| (c, None)));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) if e.is_invalid_input() || e.is_conflict() => {
-                // Find the culprits: one by one, checking existence.
-                others.extend(batch.into_iter().map(|c| (c, None)));
-            }
-            Err(e) => return Err(e),
         }
     }
     for (change, mark) in others {

@@ -14,9 +14,9 @@ use litehouse_sync::{
 };
 use serde_json::{Value as Json, json};
 
-const COLLECTION: &str = "tx";
+pub(crate) const COLLECTION: &str = "tx";
 
-fn uuid(n: u64) -> String {
+pub(crate) fn uuid(n: u64) -> String {
     format!("00000000-0000-4000-8000-{n:012x}")
 }
 
@@ -96,14 +96,14 @@ macro_rules! on_both_backends {
     };
 }
 
-struct Server {
-    store: Store,
-    proxy: FaultProxy,
+pub(crate) struct Server {
+    pub(crate) store: Store,
+    pub(crate) proxy: FaultProxy,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    async fn start(store: Store) -> Server {
+    pub(crate) async fn start(store: Store) -> Server {
         store
             .create_collection(COLLECTION, CollectionSpec::default())
             .await
@@ -116,15 +116,15 @@ impl Server {
         Server { store, proxy, task }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.proxy.addr())
     }
 
-    async fn head(&self) -> String {
+    pub(crate) async fn head(&self) -> String {
         self.store.head().await.unwrap().to_string()
     }
 
-    async fn producer(&self, device: &str) -> Option<ProducerState> {
+    pub(crate) async fn producer(&self, device: &str) -> Option<ProducerState> {
         let device = device.to_owned();
         let state = self
             .store
@@ -136,7 +136,7 @@ impl Server {
 
     /// Every change the server applied from a device, counted per origin `(device, HLC)`.
     /// Each outbox entry has its own HLC, so a count above 1 is a change applied twice.
-    async fn applied_per_origin(&self) -> HashMap<String, usize> {
+    pub(crate) async fn applied_per_origin(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         let mut cursor = None;
         loop {
@@ -157,7 +157,7 @@ impl Server {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.proxy.shutdown().await;
         self.task.abort();
     }
@@ -174,7 +174,7 @@ fn fast_sync(seed: u64) -> SyncConfig {
     }
 }
 
-fn device_config(dir: &Path, name: &str, url: &str, seed: u64) -> DeviceConfig {
+pub(crate) fn device_config(dir: &Path, name: &str, url: &str, seed: u64) -> DeviceConfig {
     let mut config = DeviceConfig::new(dir.join(format!("{name}.db")), url, [COLLECTION]);
     config.device_id = Some(name.to_owned());
     config.sync = fast_sync(seed);
@@ -200,7 +200,7 @@ async fn wait_for(device: &Device, what: &str, limit: Duration, f: impl Fn(&Devi
 }
 
 /// Every document of `store`'s synced collection, id → body.
-async fn documents(store: &Store) -> BTreeMap<String, Json> {
+pub(crate) async fn documents(store: &Store) -> BTreeMap<String, Json> {
     let mut docs = BTreeMap::new();
     let mut after = None;
     loop {
@@ -226,7 +226,7 @@ async fn documents(store: &Store) -> BTreeMap<String, Json> {
 
 /// Waits until every device has nothing pending and its stored cursor is the server head,
 /// then checks that every device has the server's documents.
-async fn quiesce_and_check(server: &Server, devices: &[&Device]) {
+pub(crate) async fn quiesce_and_check(server: &Server, devices: &[&Device]) {
     let limit = Duration::from_secs(20);
     for device in devices {
         wait_for(device, "pending drained", limit, |s| s.sync.pending == 0).await;
@@ -649,3 +649,79 @@ async fn pull_apply_target() {
     eprintln!("pull apply: {report:?}");
     assert!(report.changes_per_sec >= 50_000.0, "{report:?}");
 }
+
+/// `GET /api/sync/pull?full=true` walks every collection in pages chained by `resume`
+/// tokens; the transport chains them into one response whose `next` is the head taken
+/// before the first page. A bad token is a 400.
+async fn full_reread_is_paged(store: Store, _dir: tempfile::TempDir) {
+    let server = Server::start(store).await;
+    server
+        .store
+        .create_collection("zz", CollectionSpec::default())
+        .await
+        .unwrap();
+    let bodies: Vec<Json> = (0..1_005).map(|n| json!({ "n": n })).collect();
+    server.store.create_many(COLLECTION, bodies).await.unwrap();
+    for n in 0..3 {
+        server.store.create("zz", json!({ "z": n })).await.unwrap();
+    }
+    let head = server.head().await;
+    let transport =
+        litehouse_sync::HttpTransport::new(server.url(), Duration::from_secs(2)).unwrap();
+    let all = transport
+        .pull(None, true, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(all.next.as_deref(), Some(head.as_str()));
+    assert!(all.resume.is_none() && !all.up_to_date);
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for change in &all.changes {
+        assert_eq!(change.op, litehouse_sync::Op::Put);
+        assert_eq!(change.device, "server");
+        *seen
+            .entry((change.collection.clone(), change.doc_id.clone()))
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), 1_008);
+    assert!(seen.values().all(|n| *n == 1));
+
+    // Small pages by hand: the same documents, each once, across the collection boundary.
+    let client = reqwest::Client::new();
+    let mut token: Option<String> = None;
+    let mut count = 0;
+    let mut pages = 0;
+    loop {
+        let mut query = vec![("full", "true".to_owned()), ("limit", "400".to_owned())];
+        if let Some(t) = &token {
+            query.push(("after", t.clone()));
+        }
+        let page: litehouse_sync::PullResponse = client
+            .get(format!("{}/api/sync/pull", server.url()))
+            .query(&query)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page.next.as_deref(), Some(head.as_str()));
+        count += page.changes.len();
+        pages += 1;
+        match page.resume {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!((count, pages), (1_008, 4));
+    let bad = client
+        .get(format!(
+            "{}/api/sync/pull?full=true&after=nonsense",
+            server.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    server.stop().await;
+}
+on_both_backends!(full_reread_is_paged, litehouse_docs::StoreConfig::default());

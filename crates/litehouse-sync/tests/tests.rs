@@ -1,5 +1,6 @@
 //! Integration tests of litehouse-sync (one test binary).
 
+mod child;
 mod device;
 mod http;
 mod machine;
