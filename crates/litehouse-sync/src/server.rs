@@ -147,12 +147,37 @@ async fn push(State(store): State<Store>, Json(req): Json<PushRequest>) -> Respo
                                 .map(drop),
                             Err(other) => Err(other),
                         },
-                        Op::Patch => tx
+                        // A patch newer than a delete (made by a device that had not seen
+                        // the delete yet) recreates the document from the patch alone: the
+                        // newest write wins, and a NotFound here would fail the push forever.
+                        Op::Patch => match tx
                             .patch(&e.collection, &e.doc_id, e.body.clone(), None)
                             .await
-                            .map(drop),
+                        {
+                            Err(DocError::NotFound { .. }) => tx
+                                .create_with_id(&e.collection, &e.doc_id, e.body.clone())
+                                .await
+                                .map(drop),
+                            other => other.map(drop),
+                        },
+                        // A winning delete of a document that is already gone must still
+                        // reach the change feed: a device may hold an older write of it that
+                        // the server dropped (it lost to this delete), and only a delete
+                        // change tells that device. So it is recorded as a create and a
+                        // delete of an empty body (a tombstone in the feed).
                         Op::Delete => match tx.delete(&e.collection, &e.doc_id, None).await {
-                            Ok(_) | Err(DocError::NotFound { .. }) => Ok(()),
+                            Ok(_) => Ok(()),
+                            Err(DocError::NotFound { .. }) => {
+                                match tx
+                                    .create_with_id(&e.collection, &e.doc_id, serde_json::json!({}))
+                                    .await
+                                {
+                                    Ok(_) => {
+                                        tx.delete(&e.collection, &e.doc_id, None).await.map(drop)
+                                    }
+                                    Err(other) => Err(other),
+                                }
+                            }
                             Err(other) => Err(other),
                         },
                     };

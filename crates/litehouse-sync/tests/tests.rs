@@ -2,6 +2,7 @@
 
 mod child;
 mod device;
+mod device_prop;
 mod http;
 mod machine;
 mod proxy;
