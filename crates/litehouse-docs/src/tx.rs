@@ -524,6 +524,22 @@ impl Tx {
     /// version + 1 and `updatedAt = now`, after the same checks as [`Tx::replace`]; their
     /// changes are recorded together.
     ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use litehouse_docs::{CollectionSpec, Store};
+    /// # let store = Store::from_database(litehouse::Database::open_memory("tx-replace-many", litehouse::Config::default())?).await?;
+    /// # store.create_collection("notes", CollectionSpec::default()).await?;
+    /// let a = store.create("notes", serde_json::json!({"n": 1})).await?.id;
+    /// let b = store.create("notes", serde_json::json!({"n": 2})).await?.id;
+    /// let bodies = vec![(a.clone(), serde_json::json!({"n": 10})), (b, serde_json::json!({"n": 20}))];
+    /// let n = store.transaction(|tx| async move { tx.replace_many("notes", bodies).await }).await?;
+    /// assert_eq!(n, 2);
+    /// let doc = store.get("notes", &a).await?;
+    /// assert_eq!((doc.version, &doc.body["n"]), (2, &10.into()));
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// As [`Tx::replace`] for any document (then nothing of the batch applies if the error
     /// is returned from the transaction); [`Error::InvalidDocument`] for an id given twice;
@@ -577,6 +593,22 @@ impl Tx {
     }
 
     /// The bookkeeping values under `(ns, key)` for each of `keys` that has one.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use litehouse_docs::Store;
+    /// # let store = Store::from_database(litehouse::Database::open_memory("tx-meta-many", litehouse::Config::default())?).await?;
+    /// let found = store
+    ///     .transaction(|tx| async move {
+    ///         let entries = vec![("a".into(), 1.into()), ("b".into(), 2.into()), ("a".into(), 3.into())];
+    ///         tx.meta_put_many("demo", entries).await?;
+    ///         tx.meta_get_many("demo", vec!["a".into(), "b".into(), "zz".into()]).await
+    ///     })
+    ///     .await?;
+    /// assert_eq!((found.len(), &found["a"], &found["b"]), (2, &3.into(), &2.into()));
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// [`Error::LimitExceeded`] for more than [`MAX_TX_BATCH`] keys.

@@ -20,13 +20,18 @@ pub struct PullApplyReport {
     pub elapsed: Duration,
     /// `changes / elapsed`.
     pub changes_per_sec: f64,
+    /// Throughput of the first half (changes that create documents).
+    pub creates_per_sec: f64,
+    /// Throughput of the second half (changes that replace documents).
+    pub replaces_per_sec: f64,
 }
 
 /// Measures pull-apply throughput on a device: opens a fresh device store at `path` (an
 /// SQLite file that must not exist yet; the device stays offline), then applies `changes`
 /// pulled changes in pages of [`MAX_PULL_PAGE`], each page in one transaction with its
 /// cursor, exactly as a pull does. The first half creates documents, the second half
-/// replaces them (a newer write from another device), so both apply paths are measured.
+/// replaces them (a newer write from another device), so both apply paths are measured
+/// (with 2 × [`MAX_PULL_PAGE`] × k changes no page mixes the two).
 ///
 /// # Errors
 /// [`DeviceError`] when the store cannot be opened or an apply fails.
@@ -69,15 +74,26 @@ pub async fn pull_apply(path: &Path, changes: u64) -> Result<PullApplyReport, De
         .chunks(MAX_PULL_PAGE)
         .map(<[PulledChange]>::to_vec)
         .collect();
-    let started = Instant::now();
     let mut applied = 0;
+    let (mut first_half, mut second_half) = ((0u64, Duration::ZERO), (0u64, Duration::ZERO));
+    let mut offset = 0;
     for (i, page) in pages.into_iter().enumerate() {
-        let report = device
+        let (len, creating) = (page.len() as u64, offset < creates);
+        offset += len;
+        let started = Instant::now();
+        applied += device
             .apply_pulled(page, Some(format!("{}", i + 1)), false)
             .await?;
-        applied += report;
+        let half = if creating {
+            &mut first_half
+        } else {
+            &mut second_half
+        };
+        half.0 += len;
+        half.1 += started.elapsed();
     }
-    let elapsed = started.elapsed();
+    let elapsed = first_half.1 + second_half.1;
+    let rate = |(n, t): (u64, Duration)| n as f64 / t.as_secs_f64().max(1e-9);
     device.stop().await;
     if applied != changes {
         return Err(DeviceError::Config(format!(
@@ -89,5 +105,7 @@ pub async fn pull_apply(path: &Path, changes: u64) -> Result<PullApplyReport, De
         batch: MAX_PULL_PAGE,
         elapsed,
         changes_per_sec: changes as f64 / elapsed.as_secs_f64().max(1e-9),
+        creates_per_sec: rate(first_half),
+        replaces_per_sec: rate(second_half),
     })
 }

@@ -278,16 +278,22 @@ fn last_per_document(
     changes: Vec<PulledChange>,
     collections: &HashSet<String>,
 ) -> Vec<PulledChange> {
-    let mut last: HashMap<(String, String), usize> = HashMap::with_capacity(changes.len());
-    for (i, c) in changes.iter().enumerate() {
-        if collections.contains(&c.collection) {
-            last.insert((c.collection.clone(), c.doc_id.clone()), i);
+    let keep: HashSet<usize> = {
+        let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            if collections.contains(&c.collection) {
+                last.insert((c.collection.as_str(), c.doc_id.as_str()), i);
+            }
         }
+        last.into_values().collect()
+    };
+    if keep.len() == changes.len() {
+        return changes;
     }
     changes
         .into_iter()
         .enumerate()
-        .filter(|(i, c)| last.get(&(c.collection.clone(), c.doc_id.clone())) == Some(i))
+        .filter(|(i, _)| keep.contains(i))
         .map(|(_, c)| c)
         .collect()
 }
