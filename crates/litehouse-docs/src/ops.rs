@@ -421,30 +421,35 @@ pub(crate) async fn replace_many(
 ) -> Result<Vec<Document>> {
     let spec = load_spec(c, collection).await?;
     let dialect = c.dialect();
-    let mut current: HashMap<String, Document> = HashMap::with_capacity(bodies.len());
+    // Only what the new row needs from the old one: parsing the old bodies would cost more
+    // than the update itself.
+    let mut current: HashMap<String, (String, i64)> = HashMap::with_capacity(bodies.len());
     for chunk in bodies.chunks(300) {
         let mut sql = Sql::new(dialect);
-        sql.push("SELECT ")
-            .push(dialect.document_columns())
-            .push(" FROM ")
+        sql.push("SELECT id, created_at, CAST(version AS TEXT) FROM ")
             .push(&dialect.table(collection))
             .push(" WHERE id IN ")
             .bind_list(chunk.iter().map(|(id, _)| Param::Text(id.clone())));
         sql.push(dialect.for_update());
-        for document in c.documents(&sql).await? {
-            current.insert(document.id.clone(), document);
+        for row in c.texts(&sql).await? {
+            if let [Some(id), Some(created_at), Some(version)] = row.as_slice() {
+                let version = version
+                    .parse()
+                    .map_err(|_| Error::corrupt(format!("version {version:?} of {id:?}")))?;
+                current.insert(id.clone(), (created_at.clone(), version));
+            }
         }
     }
     let now = now_timestamp();
     let mut replaced = Vec::with_capacity(bodies.len());
     for (id, body) in bodies {
-        let Some(old) = current.remove(&id) else {
+        let Some((created_at, version)) = current.remove(&id) else {
             return Err(Error::NotFound {
                 collection: collection.to_owned(),
                 id,
             });
         };
-        let document = Document::from_parts(id, old.created_at, now.clone(), old.version + 1, body);
+        let document = Document::from_parts(id, created_at, now.clone(), version + 1, body);
         check_constraints(c, collection, &spec, &document, Origin::New).await?;
         let mut sql = Sql::new(dialect);
         sql.push("UPDATE ")

@@ -820,3 +820,54 @@ fn process_cpu_seconds() -> f64 {
         .sum();
     ticks as f64 / 100.0
 }
+
+/// The batch transaction calls the device's apply uses (`create_many_with_ids`,
+/// `replace_many`, `meta_put_many`, `meta_get_many`), on both engines.
+async fn tx_batch_calls(store: Store, _dir: tempfile::TempDir) {
+    store
+        .create_collection(COLLECTION, CollectionSpec::default())
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..700).map(|n| uuid(900 + n)).collect();
+    let docs: Vec<(String, Json)> = ids.iter().map(|id| (id.clone(), json!({"v": 1}))).collect();
+    let created = store
+        .transaction(move |tx| async move { tx.create_many_with_ids(COLLECTION, docs).await })
+        .await
+        .unwrap();
+    assert_eq!(created, 700);
+    let again = vec![(ids[0].clone(), json!({}))];
+    let err = store
+        .transaction(move |tx| async move { tx.create_many_with_ids(COLLECTION, again).await })
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let bodies: Vec<(String, Json)> = ids.iter().map(|id| (id.clone(), json!({"v": 2}))).collect();
+    let marks: Vec<(String, Json)> = ids
+        .iter()
+        .map(|id| (id.clone(), json!({"m": id})))
+        .chain([(ids[1].clone(), json!("last wins"))])
+        .collect();
+    let keys = ids.clone();
+    let (replaced, found) = store
+        .transaction(move |tx| async move {
+            let replaced = tx.replace_many(COLLECTION, bodies).await?;
+            tx.meta_put_many("test.batch", marks).await?;
+            let found = tx.meta_get_many("test.batch", keys).await?;
+            Ok((replaced, found))
+        })
+        .await
+        .unwrap();
+    assert_eq!(replaced, 700);
+    assert_eq!(found.len(), 700);
+    assert_eq!(found[&ids[1]], json!("last wins"));
+    assert_eq!(found[&ids[2]], json!({"m": ids[2]}));
+    let doc = store.get(COLLECTION, &ids[699]).await.unwrap();
+    assert_eq!((doc.version, &doc.body["v"]), (2, &json!(2)));
+    let missing = vec![(uuid(1), json!({}))];
+    let err = store
+        .transaction(move |tx| async move { tx.replace_many(COLLECTION, missing).await })
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
+on_both_backends!(tx_batch_calls, litehouse_docs::StoreConfig::default());
