@@ -36,7 +36,7 @@ where
 
 /// Runs `scenario` against a server store in a fresh PostgreSQL schema (dropped after), or
 /// says it skipped when `LITEHOUSE_TEST_PG` is not set.
-async fn on_postgres<F, Fut>(config: StoreConfig, scenario: F)
+pub(crate) async fn on_postgres<F, Fut>(config: StoreConfig, scenario: F)
 where
     F: FnOnce(Store, tempfile::TempDir) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,

@@ -83,6 +83,10 @@ async fn run(devices_n: usize, steps: Vec<Step>) {
     let store = Store::open_sqlite(dir.path().join("server.db"))
         .await
         .unwrap();
+    run_on(store, dir, devices_n, steps).await;
+}
+
+async fn run_on(store: Store, dir: tempfile::TempDir, devices_n: usize, steps: Vec<Step>) {
     let server = Server::start(store).await;
     let url = server.url();
     let configs: Vec<_> = (0..devices_n)
@@ -186,6 +190,31 @@ fn store_backed_devices_converge_exactly_once_long() {
     runner
         .run(&scenario(), |(devices, steps)| {
             check(devices, steps);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+#[ignore = "long property run against a PostgreSQL server store (needs LITEHOUSE_TEST_PG)"]
+fn store_backed_devices_converge_exactly_once_long_postgres() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        max_shrink_iters: 16,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&scenario(), |(devices, steps)| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(crate::device::on_postgres(
+                    litehouse_docs::StoreConfig::default(),
+                    move |store, dir| run_on(store, dir, devices, steps),
+                ));
             Ok(())
         })
         .unwrap();
