@@ -16,6 +16,7 @@ mod bench;
 mod device;
 mod driver;
 mod fault_proxy;
+mod identity;
 mod machine;
 mod producer;
 mod protocol;
