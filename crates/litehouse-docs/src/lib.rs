@@ -84,7 +84,7 @@ pub use spec::{
 };
 pub use store::{MAX_BATCH, PostgresConfig, Store};
 pub use transfer::Explain;
-pub use tx::{MAX_META_SCAN, Tx};
+pub use tx::{MAX_META_SCAN, MAX_TX_BATCH, Tx};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -30,6 +30,13 @@ use crate::store::{Store, checked_collection, in_transaction};
 /// Most entries one [`Tx::meta_scan`] returns.
 pub const MAX_META_SCAN: usize = 10_000;
 
+/// Most items in one batch call ([`Tx::create_many_with_ids`], [`Tx::replace_many`],
+/// [`Tx::meta_get_many`], [`Tx::meta_put_many`]).
+pub const MAX_TX_BATCH: usize = 10_000;
+
+/// Keys per `IN (...)` list and rows per multi-row `INSERT` of the batch calls.
+const META_ROWS_PER_STATEMENT: usize = 300;
+
 const MISUSE: &str = "inside Store::transaction only the Tx's own methods may be awaited \
      (one at a time); do other waiting before or after the transaction";
 
@@ -78,6 +85,23 @@ enum Request {
         after: Option<String>,
         limit: usize,
     },
+    CreateMany {
+        collection: String,
+        documents: Vec<Document>,
+        texts: Vec<String>,
+    },
+    ReplaceMany {
+        collection: String,
+        bodies: Vec<(String, Map<String, Json>)>,
+    },
+    MetaGetMany {
+        ns: String,
+        keys: Vec<String>,
+    },
+    MetaPutMany {
+        ns: String,
+        entries: Vec<(String, String)>,
+    },
 }
 
 enum Update {
@@ -92,6 +116,7 @@ enum Response {
     Meta(Option<Json>),
     Deleted(bool),
     Entries(Vec<(String, Json)>),
+    Count(u64),
 }
 
 #[derive(Default)]
@@ -416,6 +441,242 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// Creates documents with caller-chosen ids (lowercase hyphenated UUIDs) as one batch:
+    /// version 1, `createdAt = updatedAt = now`, a multi-row insert per few hundred documents
+    /// and one change each. Unique indexes are checked as on create; references are not
+    /// (this is for copying documents from a consistent store, as a sync pull does).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use litehouse_docs::{CollectionSpec, Store};
+    /// # let store = Store::from_database(litehouse::Database::open_memory("tx-many", litehouse::Config::default())?).await?;
+    /// # store.create_collection("notes", CollectionSpec::default()).await?;
+    /// let ids = ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"];
+    /// let docs = ids.iter().map(|id| (id.to_string(), serde_json::json!({"n": 1}))).collect();
+    /// let n = store.transaction(|tx| async move { tx.create_many_with_ids("notes", docs).await }).await?;
+    /// assert_eq!(n, 2);
+    /// assert_eq!(store.get("notes", ids[1]).await?.version, 1);
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Tx::create_with_id`] for any document (nothing is created then);
+    /// [`Error::LimitExceeded`] for more than [`MAX_TX_BATCH`] documents.
+    pub async fn create_many_with_ids(
+        &self,
+        collection: &str,
+        documents: Vec<(String, Json)>,
+    ) -> Result<u64> {
+        let dispose_all = |documents: Vec<(String, Json)>| {
+            documents.into_iter().for_each(|(_, body)| dispose(body));
+        };
+        let collection = match checked_collection(collection) {
+            Ok(name) if documents.len() <= MAX_TX_BATCH => name,
+            Ok(_) => {
+                let n = documents.len();
+                dispose_all(documents);
+                return Err(Error::limit_exceeded("batch size", n, MAX_TX_BATCH));
+            }
+            Err(err) => {
+                dispose_all(documents);
+                return Err(err);
+            }
+        };
+        let now = now_timestamp();
+        let mut checked = Vec::with_capacity(documents.len());
+        let mut texts = Vec::with_capacity(documents.len());
+        let mut documents = documents.into_iter();
+        while let Some((id, body)) = documents.next() {
+            let result = check_id(&id).and_then(|()| {
+                let (body, text) = check_body_text(body, &self.config)?;
+                Ok((
+                    Document::from_parts(id, now.clone(), now.clone(), 1, body),
+                    text,
+                ))
+            });
+            match result {
+                Ok((document, text)) => {
+                    checked.push(document);
+                    texts.push(text);
+                }
+                Err(err) => {
+                    dispose_all(documents.collect());
+                    return Err(err);
+                }
+            }
+        }
+        match self
+            .call(Request::CreateMany {
+                collection,
+                documents: checked,
+                texts,
+            })
+            .await?
+        {
+            Response::Count(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Replaces the bodies of existing documents (distinct ids) as one batch: each gets
+    /// version + 1 and `updatedAt = now`, after the same checks as [`Tx::replace`]; their
+    /// changes are recorded together.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use litehouse_docs::{CollectionSpec, Store};
+    /// # let store = Store::from_database(litehouse::Database::open_memory("tx-replace-many", litehouse::Config::default())?).await?;
+    /// # store.create_collection("notes", CollectionSpec::default()).await?;
+    /// let a = store.create("notes", serde_json::json!({"n": 1})).await?.id;
+    /// let b = store.create("notes", serde_json::json!({"n": 2})).await?.id;
+    /// let bodies = vec![(a.clone(), serde_json::json!({"n": 10})), (b, serde_json::json!({"n": 20}))];
+    /// let n = store.transaction(|tx| async move { tx.replace_many("notes", bodies).await }).await?;
+    /// assert_eq!(n, 2);
+    /// let doc = store.get("notes", &a).await?;
+    /// assert_eq!((doc.version, &doc.body["n"]), (2, &10.into()));
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Tx::replace`] for any document (then nothing of the batch applies if the error
+    /// is returned from the transaction); [`Error::InvalidDocument`] for an id given twice;
+    /// [`Error::LimitExceeded`] for more than [`MAX_TX_BATCH`] documents.
+    pub async fn replace_many(&self, collection: &str, bodies: Vec<(String, Json)>) -> Result<u64> {
+        let dispose_all = |bodies: Vec<(String, Json)>| {
+            bodies.into_iter().for_each(|(_, body)| dispose(body));
+        };
+        let collection = match checked_collection(collection) {
+            Ok(name) if bodies.len() <= MAX_TX_BATCH => name,
+            Ok(_) => {
+                let n = bodies.len();
+                dispose_all(bodies);
+                return Err(Error::limit_exceeded("batch size", n, MAX_TX_BATCH));
+            }
+            Err(err) => {
+                dispose_all(bodies);
+                return Err(err);
+            }
+        };
+        let mut seen = std::collections::HashSet::with_capacity(bodies.len());
+        let mut checked = Vec::with_capacity(bodies.len());
+        let mut bodies = bodies.into_iter();
+        while let Some((id, body)) = bodies.next() {
+            let result = if seen.insert(id.clone()) {
+                check_body(body, &self.config)
+            } else {
+                dispose(body);
+                Err(Error::InvalidDocument {
+                    reason: format!("id {id:?} given twice in one batch"),
+                })
+            };
+            match result {
+                Ok(body) => checked.push((id, body)),
+                Err(err) => {
+                    dispose_all(bodies.collect());
+                    return Err(err);
+                }
+            }
+        }
+        match self
+            .call(Request::ReplaceMany {
+                collection,
+                bodies: checked,
+            })
+            .await?
+        {
+            Response::Count(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// The bookkeeping values under `(ns, key)` for each of `keys` that has one.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use litehouse_docs::Store;
+    /// # let store = Store::from_database(litehouse::Database::open_memory("tx-meta-many", litehouse::Config::default())?).await?;
+    /// let found = store
+    ///     .transaction(|tx| async move {
+    ///         let entries = vec![("a".into(), 1.into()), ("b".into(), 2.into()), ("a".into(), 3.into())];
+    ///         tx.meta_put_many("demo", entries).await?;
+    ///         tx.meta_get_many("demo", vec!["a".into(), "b".into(), "zz".into()]).await
+    ///     })
+    ///     .await?;
+    /// assert_eq!((found.len(), &found["a"], &found["b"]), (2, &3.into(), &2.into()));
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] for more than [`MAX_TX_BATCH`] keys.
+    pub async fn meta_get_many(
+        &self,
+        ns: &str,
+        keys: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, Json>> {
+        if keys.len() > MAX_TX_BATCH {
+            return Err(Error::limit_exceeded(
+                "batch size",
+                keys.len(),
+                MAX_TX_BATCH,
+            ));
+        }
+        match self
+            .call(Request::MetaGetMany {
+                ns: ns.to_owned(),
+                keys,
+            })
+            .await?
+        {
+            Response::Entries(entries) => Ok(entries.into_iter().collect()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Sets many bookkeeping values of `ns` (a later entry for the same key wins).
+    ///
+    /// # Errors
+    /// As [`Tx::meta_put`]; [`Error::LimitExceeded`] for more than [`MAX_TX_BATCH`] entries.
+    pub async fn meta_put_many(&self, ns: &str, entries: Vec<(String, Json)>) -> Result<()> {
+        if entries.len() > MAX_TX_BATCH {
+            return Err(Error::limit_exceeded(
+                "batch size",
+                entries.len(),
+                MAX_TX_BATCH,
+            ));
+        }
+        // One row per key: PostgreSQL refuses to upsert the same row twice in one statement.
+        let mut position = std::collections::HashMap::with_capacity(entries.len());
+        let mut texts: Vec<(String, String)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            self.config.check_json(&value)?;
+            let text = serde_json::to_string(&value).map_err(|err| Error::InvalidDocument {
+                reason: err.to_string(),
+            })?;
+            match position.get(&key) {
+                Some(&i) => texts[i] = (key, text),
+                None => {
+                    position.insert(key.clone(), texts.len());
+                    texts.push((key, text));
+                }
+            }
+        }
+        match self
+            .call(Request::MetaPutMany {
+                ns: ns.to_owned(),
+                entries: texts,
+            })
+            .await?
+        {
+            Response::Deleted(_) => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
 /// The checked collection name, or the error with `body` taken apart safely.
 fn checked(collection: &str, body: &mut Option<Json>) -> Result<String> {
     checked_collection(collection).inspect_err(|_| {
@@ -594,6 +855,65 @@ async fn execute(c: &impl Conn, config: &StoreConfig, request: Request) -> Resul
                 .push(" AND key = ")
                 .bind(Param::Text(key));
             Response::Deleted(c.execute(&sql).await? > 0)
+        }
+        Request::CreateMany {
+            collection,
+            documents,
+            texts,
+        } => {
+            let n = documents.len() as u64;
+            if n > 0 {
+                ops::insert(c, &collection, documents, &texts, ops::Origin::Imported).await?;
+            }
+            Response::Count(n)
+        }
+        Request::ReplaceMany { collection, bodies } => {
+            if bodies.is_empty() {
+                Response::Count(0)
+            } else {
+                Response::Count(ops::replace_many(c, &collection, bodies).await?.len() as u64)
+            }
+        }
+        Request::MetaGetMany { ns, keys } => {
+            let mut entries = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(META_ROWS_PER_STATEMENT) {
+                let mut sql = Sql::new(dialect);
+                sql.push("SELECT key, value FROM ")
+                    .push(&meta)
+                    .push(" WHERE ns = ")
+                    .bind(Param::Text(ns.clone()))
+                    .push(" AND key IN ")
+                    .bind_list(chunk.iter().map(|k| Param::Text(k.clone())));
+                for row in c.texts(&sql).await? {
+                    if let [Some(key), Some(value)] = row.as_slice() {
+                        entries.push((key.clone(), parse_meta(value)?));
+                    }
+                }
+            }
+            Response::Entries(entries)
+        }
+        Request::MetaPutMany { ns, entries } => {
+            for chunk in entries.chunks(META_ROWS_PER_STATEMENT) {
+                let mut sql = Sql::new(dialect);
+                sql.push("INSERT INTO ")
+                    .push(&meta)
+                    .push(" (ns, key, value) VALUES ");
+                for (position, (key, value)) in chunk.iter().enumerate() {
+                    if position > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(")
+                        .bind(Param::Text(ns.clone()))
+                        .push(", ")
+                        .bind(Param::Text(key.clone()))
+                        .push(", ")
+                        .bind(Param::Text(value.clone()))
+                        .push(")");
+                }
+                sql.push(" ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value");
+                c.execute(&sql).await?;
+            }
+            Response::Deleted(true)
         }
         Request::MetaScan { ns, after, limit } => {
             let mut sql = Sql::new(dialect);

@@ -6,16 +6,26 @@
 //! - [`admit`]: the server's push decision (duplicate / apply / gap / stale epoch) without I/O.
 //! - [`SyncMachine`]: the device's sync logic without I/O: events in, actions out.
 //! - [`SyncDriver`]: runs the machine on tokio over an [`HttpTransport`] and a local [`Replica`].
+//! - [`Device`]: a synced store over a local litehouse document store (one SQLite file): local
+//!   writes commit with their outbox entry and never wait for the network; a [`SyncDriver`]
+//!   pushes and pulls in the background; [`pull_apply`] measures the pull-apply path.
+//! - [`router`]: the server's push and pull routes over a [`litehouse_docs::Store`].
 //! - [`FaultProxy`]: a TCP proxy for tests that drops, hangs, resets or delays connections.
 
+mod bench;
+mod device;
 mod driver;
 mod fault_proxy;
+mod identity;
 mod machine;
 mod producer;
 mod protocol;
+mod replica;
 mod server;
 mod transport;
 
+pub use bench::{PullApplyReport, pull_apply};
+pub use device::{Device, DeviceConfig, DeviceError, DeviceStatus, SyncLogEntry};
 pub use driver::{DriverStopped, Replica, SyncDriver};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use machine::{

@@ -136,6 +136,10 @@ pub struct PullResponse {
     pub next: Option<String>,
     /// Whether `next` is the head of the feed.
     pub up_to_date: bool,
+    /// During a full re-read (`full=true`) that has more pages: the token to pass as `after`
+    /// for the next page. `None` on the last page and on ordinary pulls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
 }
 
 /// Last-writer-wins order on `(HLC, device id)`: true when `a` should win over `b`.

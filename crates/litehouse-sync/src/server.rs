@@ -19,13 +19,16 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use litehouse_docs::{ChangeFilter, ChangeOp, Cursor, Error as DocError, Store};
+use litehouse_docs::{
+    ChangeFilter, ChangeOp, Cursor, Error as DocError, Paging, Query as DocQuery, Store,
+};
 
 use crate::producer::{AdmitError, ProducerState, admit};
 use crate::protocol::{Hlc, Op, PullResponse, PulledChange, PushRequest, PushResponse, Rejection};
 
 const NS_PRODUCER: &str = "sync.producer";
 const NS_HLC: &str = "sync.hlc";
+const NS_LOCK: &str = "sync.lock";
 const SYSTEM_FIELDS: [&str; 4] = ["id", "version", "createdAt", "updatedAt"];
 /// Most changes in one pull page.
 pub const MAX_PULL_PAGE: usize = 1_000;
@@ -81,11 +84,18 @@ enum Outcome {
 
 async fn push(State(store): State<Store>, Json(req): Json<PushRequest>) -> Response {
     let mut rejected: BTreeMap<u64, String> = BTreeMap::new();
+    // SQLite runs one write transaction at a time; PostgreSQL runs them concurrently in READ
+    // COMMITTED, where two pushes could both read the same producer state or document mark
+    // and both act on it (a duplicate applied twice, an older write winning).
+    let lock_rows = store.engine() == "postgres";
     loop {
         let req2 = req.clone();
         let known = rejected.clone();
         let result = store
             .transaction(move |tx| async move {
+                if lock_rows {
+                    lock(&tx, &req2).await?;
+                }
                 let state = match tx.meta_get(NS_PRODUCER, &req2.device).await? {
                     None => None,
                     Some(v) => match serde_json::from_value::<ProducerState>(v) {
@@ -137,12 +147,37 @@ async fn push(State(store): State<Store>, Json(req): Json<PushRequest>) -> Respo
                                 .map(drop),
                             Err(other) => Err(other),
                         },
-                        Op::Patch => tx
+                        // A patch newer than a delete (made by a device that had not seen
+                        // the delete yet) recreates the document from the patch alone: the
+                        // newest write wins, and a NotFound here would fail the push forever.
+                        Op::Patch => match tx
                             .patch(&e.collection, &e.doc_id, e.body.clone(), None)
                             .await
-                            .map(drop),
+                        {
+                            Err(DocError::NotFound { .. }) => tx
+                                .create_with_id(&e.collection, &e.doc_id, e.body.clone())
+                                .await
+                                .map(drop),
+                            other => other.map(drop),
+                        },
+                        // A winning delete of a document that is already gone must still
+                        // reach the change feed: a device may hold an older write of it that
+                        // the server dropped (it lost to this delete), and only a delete
+                        // change tells that device. So it is recorded as a create and a
+                        // delete of an empty body (a tombstone in the feed).
                         Op::Delete => match tx.delete(&e.collection, &e.doc_id, None).await {
-                            Ok(_) | Err(DocError::NotFound { .. }) => Ok(()),
+                            Ok(_) => Ok(()),
+                            Err(DocError::NotFound { .. }) => {
+                                match tx
+                                    .create_with_id(&e.collection, &e.doc_id, serde_json::json!({}))
+                                    .await
+                                {
+                                    Ok(_) => {
+                                        tx.delete(&e.collection, &e.doc_id, None).await.map(drop)
+                                    }
+                                    Err(other) => Err(other),
+                                }
+                            }
                             Err(other) => Err(other),
                         },
                     };
@@ -187,11 +222,34 @@ async fn push(State(store): State<Store>, Json(req): Json<PushRequest>) -> Respo
     }
 }
 
+/// Takes the row locks of a push on PostgreSQL before anything is read: the device's
+/// producer row and each target document's row in namespace `sync.lock`, upserted in one
+/// global order (sorted keys) so two pushes never wait on each other in a cycle. A second
+/// push on the same rows waits for the first to commit; under READ COMMITTED its later reads
+/// then see what the first one wrote.
+async fn lock(tx: &litehouse_docs::Tx, req: &PushRequest) -> litehouse_docs::Result<()> {
+    let mut keys: Vec<String> = req
+        .entries
+        .iter()
+        .map(|e| format!("doc/{}/{}", e.collection, e.doc_id))
+        .collect();
+    keys.push(format!("producer/{}", req.device));
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        tx.meta_put(NS_LOCK, &key, serde_json::Value::Bool(true))
+            .await?;
+    }
+    Ok(())
+}
+
 #[derive(serde::Deserialize)]
 struct PullQuery {
     cursor: Option<String>,
     #[serde(default)]
     full: bool,
+    /// The `resume` token of the previous page of a full re-read.
+    after: Option<String>,
     limit: Option<usize>,
 }
 
@@ -204,18 +262,19 @@ fn server_hlc(at_ms: i64) -> Hlc {
 }
 
 async fn pull(State(store): State<Store>, Query(q): Query<PullQuery>) -> Response {
+    let limit = q.limit.unwrap_or(MAX_PULL_PAGE).clamp(1, MAX_PULL_PAGE);
     if q.full {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "full re-read is not implemented by this server yet".into(),
-        );
+        return match read_all_page(&store, q.after.as_deref(), limit).await {
+            Ok(page) => Json(page).into_response(),
+            Err(FullError::BadToken(e)) => error(StatusCode::BAD_REQUEST, e),
+            Err(FullError::Store(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
     }
     let cursor = match q.cursor.as_deref().map(str::parse::<Cursor>) {
         None => None,
         Some(Ok(c)) => Some(c),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let limit = q.limit.unwrap_or(MAX_PULL_PAGE).clamp(1, MAX_PULL_PAGE);
     let page = match store
         .changes_since(cursor.as_ref(), &ChangeFilter::default(), limit)
         .await
@@ -263,6 +322,126 @@ async fn pull(State(store): State<Store>, Query(q): Query<PullQuery>) -> Respons
         changes,
         next: Some(page.next.to_string()),
         up_to_date: page.up_to_date,
+        resume: None,
     })
     .into_response()
+}
+
+/// Where a full re-read stands: the head taken before its first page, the collection being
+/// read and the keyset cursor inside it. Sent to the device as the opaque `resume` token.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FullToken {
+    head: String,
+    collection: String,
+    after: Option<String>,
+}
+
+enum FullError {
+    BadToken(String),
+    Store(DocError),
+}
+
+impl From<DocError> for FullError {
+    fn from(e: DocError) -> Self {
+        FullError::Store(e)
+    }
+}
+
+/// One page of `GET /api/sync/pull?full=true[&after=TOKEN]`: every live document of every
+/// collection as a `Put` with the `(HLC, device)` of the write that produced it, collection
+/// by collection in name order, documents by id. `next` is the head of the change feed taken
+/// before the first page, so changes made while the pages are read are pulled again after
+/// (re-applying them is harmless under last-writer-wins). `up_to_date` is always false: the
+/// device pulls from `next` afterwards. `resume` is the token of the next page, `None` on
+/// the last.
+async fn read_all_page(
+    store: &Store,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<PullResponse, FullError> {
+    let token = match after {
+        Some(text) => serde_json::from_str::<FullToken>(text)
+            .map_err(|e| FullError::BadToken(format!("invalid full re-read token: {e}")))?,
+        None => FullToken {
+            head: store.head().await?.to_string(),
+            collection: String::new(),
+            after: None,
+        },
+    };
+    let mut names: Vec<String> = store
+        .list_collections()
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    names.sort();
+    // The token's collection, or the first one after it (it may have been dropped since).
+    let Some(collection) = names.iter().find(|n| **n >= token.collection).cloned() else {
+        return Ok(full_page(Vec::new(), token.head, None));
+    };
+    let cursor = if collection == token.collection {
+        token.after
+    } else {
+        None
+    };
+    let name = collection.clone();
+    let (changes, next_cursor) = store
+        .transaction(move |tx| async move {
+            let query = DocQuery {
+                filter: None,
+                sort: Vec::new(),
+                paging: Paging::Cursor {
+                    after: cursor,
+                    per_page: limit as u64,
+                },
+                count: false,
+            };
+            let page = tx.find(&name, &query).await?;
+            let mut changes = Vec::with_capacity(page.items.len());
+            for doc in page.items {
+                let mark = tx.meta_get(NS_HLC, &format!("{name}/{}", doc.id)).await?;
+                let (hlc, device) = mark
+                    .and_then(|m| {
+                        let hlc = serde_json::from_value::<Hlc>(m["hlc"].clone()).ok()?;
+                        Some((hlc, m["device"].as_str()?.to_owned()))
+                    })
+                    .unwrap_or_else(|| (server_hlc(0), "server".to_owned()));
+                changes.push(PulledChange {
+                    collection: name.clone(),
+                    doc_id: doc.id,
+                    op: Op::Put,
+                    document: serde_json::Value::Object(doc.body),
+                    hlc,
+                    device,
+                });
+            }
+            Ok((changes, page.next_cursor))
+        })
+        .await?;
+    let resume = match next_cursor {
+        Some(after) => Some(FullToken {
+            head: token.head.clone(),
+            collection,
+            after: Some(after),
+        }),
+        None => names
+            .iter()
+            .find(|n| **n > collection)
+            .map(|next| FullToken {
+                head: token.head.clone(),
+                collection: next.clone(),
+                after: None,
+            }),
+    };
+    let resume = resume.map(|t| serde_json::to_string(&t).unwrap_or_default());
+    Ok(full_page(changes, token.head, resume))
+}
+
+fn full_page(changes: Vec<PulledChange>, head: String, resume: Option<String>) -> PullResponse {
+    PullResponse {
+        changes,
+        next: Some(head),
+        up_to_date: false,
+        resume,
+    }
 }

@@ -5,8 +5,8 @@
 //!   403 [`StaleEpochResponse`];
 //! - `GET /api/sync/pull?cursor=C` (no `cursor`: from the start): 200 [`PullResponse`],
 //!   410 when the cursor is past retention;
-//! - `GET /api/sync/pull?full=true`: the full current state as `Put` changes plus the head
-//!   cursor (the re-read after a 410).
+//! - `GET /api/sync/pull?full=true[&after=TOKEN]`: the full current state as `Put` changes
+//!   plus the head cursor (the re-read after a 410), in pages chained by `resume` tokens.
 
 use std::time::Duration;
 
@@ -106,21 +106,41 @@ impl HttpTransport {
     }
 
     /// Fetch changes after `cursor`, or the full state with `full`; bounded by `timeout`.
+    ///
+    /// A full re-read is served in pages (`resume` tokens); this fetches every page and
+    /// returns them as one response whose `next` is the head taken before the first page.
+    /// Each page gets `timeout`; the caller bounds the whole exchange.
     pub async fn pull(
         &self,
         cursor: Option<&str>,
         full: bool,
         timeout: Duration,
     ) -> Result<PullResponse, PullFailure> {
-        let mut rb = self
+        if !full {
+            let query: Vec<(&str, &str)> = cursor.map(|c| ("cursor", c)).into_iter().collect();
+            return self.pull_page(&query, timeout).await;
+        }
+        let mut all = self.pull_page(&[("full", "true")], timeout).await?;
+        while let Some(token) = all.resume.take() {
+            let page = self
+                .pull_page(&[("full", "true"), ("after", &token)], timeout)
+                .await?;
+            all.changes.extend(page.changes);
+            all.resume = page.resume;
+        }
+        Ok(all)
+    }
+
+    async fn pull_page(
+        &self,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<PullResponse, PullFailure> {
+        let rb = self
             .client
             .get(format!("{}/api/sync/pull", self.base))
-            .timeout(timeout);
-        if full {
-            rb = rb.query(&[("full", "true")]);
-        } else if let Some(c) = cursor {
-            rb = rb.query(&[("cursor", c)]);
-        }
+            .timeout(timeout)
+            .query(query);
         let resp = self
             .auth(rb)
             .send()

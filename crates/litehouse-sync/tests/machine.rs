@@ -54,6 +54,7 @@ fn up_to_date(next: &str) -> PullResponse {
         changes: vec![],
         next: Some(next.into()),
         up_to_date: true,
+        resume: None,
     }
 }
 
@@ -340,6 +341,7 @@ fn pull_pages_until_up_to_date_and_expired_cursor_triggers_full_read() {
                 changes: vec![change.clone()],
                 next: Some("c5".into()),
                 up_to_date: false,
+                resume: None,
             }),
         },
     );
@@ -389,6 +391,7 @@ fn pull_pages_until_up_to_date_and_expired_cursor_triggers_full_read() {
                 changes: vec![change.clone()],
                 next: Some("c9".into()),
                 up_to_date: true,
+                resume: None,
             }),
         },
     );

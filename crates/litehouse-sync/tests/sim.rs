@@ -81,6 +81,7 @@ impl Server {
             changes: self.log[from..end].to_vec(),
             next: Some(end.to_string()),
             up_to_date: end == self.log.len(),
+            resume: None,
         })
     }
 
@@ -89,6 +90,7 @@ impl Server {
             changes: self.docs.iter().map(|(id, d)| change(id, d)).collect(),
             next: Some(self.log.len().to_string()),
             up_to_date: true,
+            resume: None,
         }
     }
 }

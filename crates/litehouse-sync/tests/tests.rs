@@ -1,5 +1,8 @@
 //! Integration tests of litehouse-sync (one test binary).
 
+mod child;
+mod device;
+mod device_prop;
 mod http;
 mod machine;
 mod proxy;
