@@ -67,8 +67,12 @@ enum TokenAction {
     /// Create a token and print it (shown only this once).
     Create {
         /// What the token may do: read, write (includes read) or admin (includes write).
+        /// Not with --device.
+        #[arg(long, required_unless_present = "device", conflicts_with = "device")]
+        scope: Option<Scope>,
+        /// A device token instead: it may only sync (push and pull) as this device id.
         #[arg(long)]
-        scope: Scope,
+        device: Option<String>,
         /// A label to recognise the token by.
         #[arg(long, default_value = "")]
         name: String,
@@ -177,8 +181,17 @@ pub(crate) fn token(args: TokenArgs) -> anyhow::Result<()> {
     let file = TokenFile::new(token_file.unwrap_or_else(|| db.token_file_path()));
     let context = || format!("token file {}", file.path().display());
     match action {
-        TokenAction::Create { scope, name } => {
-            let (record, token) = file.create(&name, scope).with_context(context)?;
+        TokenAction::Create {
+            scope,
+            device,
+            name,
+        } => {
+            let (record, token) = match (device, scope) {
+                (Some(device), _) => file.create_device(&name, &device),
+                (None, Some(scope)) => file.create(&name, scope),
+                (None, None) => anyhow::bail!("give --scope or --device"),
+            }
+            .with_context(context)?;
             println!("{token}");
             eprintln!(
                 "created token {} ({}) in {}; it is shown only now",
@@ -189,7 +202,11 @@ pub(crate) fn token(args: TokenArgs) -> anyhow::Result<()> {
         }
         TokenAction::List => {
             for record in file.list().with_context(context)? {
-                println!("{}\t{}\t{}", record.id, record.scope, record.name);
+                let scope = match &record.device {
+                    Some(device) => format!("device:{device}"),
+                    None => record.scope.to_string(),
+                };
+                println!("{}\t{scope}\t{}", record.id, record.name);
             }
         }
         TokenAction::Revoke { id } => {

@@ -48,7 +48,12 @@ pub fn app(state: AppState) -> Router {
         .split_for_parts();
     let openapi = Arc::new(openapi_json(openapi, config));
     let debug_routes = crate::debug::routes(state.debug_handles().clone());
+    // Offline-first sync (litehouse-sync): push with producer id, epoch and sequence; pull
+    // over the change feed.
+    let sync = litehouse_sync::router(state.store().clone());
     let router = router
+        .route_service("/api/sync/push", sync.clone())
+        .route_service("/api/sync/pull", sync)
         .nest("/api/debug", debug_routes)
         .route(
             "/api/debug/explain/{collection}",
@@ -101,7 +106,65 @@ fn openapi_json(openapi: utoipa::openapi::OpenApi, config: &ServerConfig) -> ser
             }
         }
     });
+    add_sync_paths(&mut json);
     json
+}
+
+/// `/api/sync/push` and `/api/sync/pull` (served by litehouse-sync's router).
+fn add_sync_paths(json: &mut serde_json::Value) {
+    let error = serde_json::json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+    let object = serde_json::json!({"application/json": {"schema": {"type": "object"}}});
+    let bearer = serde_json::json!([{}, {"bearer": []}]);
+    json["paths"]["/api/sync/push"] = serde_json::json!({
+        "post": {
+            "tags": ["sync"],
+            "operationId": "syncPush",
+            "summary": "Push a device's outbox entries: producer id (device), epoch and gapless sequence; a duplicate is acknowledged without applying again",
+            "security": bearer,
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["device", "epoch", "first_seq", "last_seq", "entries"],
+                "properties": {
+                    "device": {"type": "string"},
+                    "epoch": {"type": "integer", "minimum": 0},
+                    "first_seq": {"type": "integer", "minimum": 1},
+                    "last_seq": {"type": "integer", "minimum": 0},
+                    "entries": {"type": "array", "items": {"type": "object", "required": ["seq", "op_id", "hlc", "collection", "doc_id", "op", "body"]}}
+                }
+            }}}},
+            "responses": {
+                "200": {"description": "Acknowledged: {acked_seq, rejected}", "content": object},
+                "400": {"description": "Not a push request", "content": error},
+                "401": {"description": "Missing or invalid token", "content": error},
+                "403": {"description": "A stale epoch ({current_epoch, ...}) or a device token of another device", "content": object},
+                "409": {"description": "A gap: {expected_seq, received_seq}", "content": object},
+                "413": {"description": "Body too large", "content": error},
+                "503": {"description": "Concurrency limit or timeout", "content": error}
+            }
+        }
+    });
+    json["paths"]["/api/sync/pull"] = serde_json::json!({
+        "get": {
+            "tags": ["sync"],
+            "operationId": "syncPull",
+            "summary": "Changes after a cursor from the change feed, or (full=true) the whole state page by page",
+            "security": bearer,
+            "parameters": [
+                {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}, "description": "The `next` of the previous pull; none for the start"},
+                {"name": "full", "in": "query", "required": false, "schema": {"type": "boolean"}, "description": "Read everything (after a 410)"},
+                {"name": "after", "in": "query", "required": false, "schema": {"type": "string"}, "description": "With full=true: the `resume` of the previous page"},
+                {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+            ],
+            "responses": {
+                "200": {"description": "{changes, next, up_to_date, resume?}", "content": object},
+                "400": {"description": "Invalid cursor or parameter", "content": error},
+                "401": {"description": "Missing or invalid token", "content": error},
+                "403": {"description": "The token may not read", "content": error},
+                "410": {"description": "The cursor is older than the change log keeps: pull again with full=true", "content": error},
+                "503": {"description": "Concurrency limit or timeout", "content": error}
+            }
+        }
+    });
 }
 
 /// The scope a request needs, from its path and method; `None` for open routes.
@@ -111,8 +174,10 @@ fn needed_scope(method: &Method, path: &str) -> Option<Scope> {
     } else if path == "/metrics" {
         // Open on loopback like the data routes; needs a token with --require-token.
         Some(Scope::Read)
-    } else if path == "/api/realtime" {
+    } else if path == "/api/realtime" || path == "/api/sync/pull" {
         Some(Scope::Read)
+    } else if path == "/api/sync/push" {
+        Some(Scope::Write)
     } else if path.starts_with("/api/collections") {
         let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
         Some(if reads.contains(method) {
@@ -126,10 +191,19 @@ fn needed_scope(method: &Method, path: &str) -> Option<Scope> {
 }
 
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(needed) = needed_scope(request.method(), request.uri().path())
-        && let Err(err) = state.auth().check(request.headers(), needed).await
-    {
-        return err.into_response();
+    let mut request = request;
+    let path = request.uri().path();
+    if let Some(needed) = needed_scope(request.method(), path) {
+        let sync = path.starts_with("/api/sync/");
+        match state.auth().check(request.headers(), needed, sync).await {
+            Ok(Some(device)) => {
+                request
+                    .extensions_mut()
+                    .insert(litehouse_sync::DeviceIdentity(device));
+            }
+            Ok(None) => {}
+            Err(err) => return err.into_response(),
+        }
     }
     next.run(request).await
 }
@@ -222,5 +296,7 @@ mod tests {
         check(Method::GET, "/api/debug/db/stats", Some(Scope::Admin));
         check(Method::GET, "/metrics", Some(Scope::Read));
         check(Method::GET, "/api/ready", None);
+        check(Method::POST, "/api/sync/push", Some(Scope::Write));
+        check(Method::GET, "/api/sync/pull", Some(Scope::Read));
     }
 }

@@ -68,6 +68,27 @@ pub struct TokenRecord {
     pub hash: String,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
+    /// For a device token: the one device id it may sync as (and it may do nothing else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// What a presented token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grant {
+    scope: Scope,
+    device: Option<String>,
+}
+
+/// Most characters of a device id.
+const MAX_DEVICE_ID: usize = 128;
+
+/// Whether `device` can name a device: 1 to 128 of `A-Z a-z 0-9 - _ . :`.
+pub fn valid_device_id(device: &str) -> bool {
+    (1..=MAX_DEVICE_ID).contains(&device.len())
+        && device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -122,6 +143,39 @@ impl TokenFile {
     /// # Errors
     /// The file cannot be read, parsed or written.
     pub fn create(&self, name: &str, scope: Scope) -> io::Result<(TokenRecord, String)> {
+        self.create_record(name, scope, None)
+    }
+
+    /// Creates a device token: it may push and pull (`/api/sync/...`) as `device` only, and
+    /// nothing else.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use litehouse_server::TokenFile;
+    /// let file = TokenFile::new(dir.path().join("tokens.json"));
+    /// let (record, _token) = file.create_device("till 3", "till-3")?;
+    /// assert_eq!(record.device.as_deref(), Some("till-3"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// An invalid device id (see [`valid_device_id`]); the file cannot be read or written.
+    pub fn create_device(&self, name: &str, device: &str) -> io::Result<(TokenRecord, String)> {
+        if !valid_device_id(device) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{device:?} is not a device id: use 1 to 128 of A-Z a-z 0-9 - _ . :"),
+            ));
+        }
+        self.create_record(name, Scope::Write, Some(device.to_owned()))
+    }
+
+    fn create_record(
+        &self,
+        name: &str,
+        scope: Scope,
+        device: Option<String>,
+    ) -> io::Result<(TokenRecord, String)> {
         let mut contents = self.read()?;
         let token = generate_token();
         let record = TokenRecord {
@@ -132,6 +186,7 @@ impl TokenFile {
             created_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs()),
+            device,
         };
         contents.tokens.push(record.clone());
         self.write(&contents)?;
@@ -166,7 +221,7 @@ impl TokenFile {
     /// # Errors
     /// The file cannot be read or parsed.
     pub fn blocking_lookup(&self, token: &str) -> io::Result<Option<Scope>> {
-        Ok(find_scope(&self.read()?, token))
+        Ok(find_grant(&self.read()?, token).map(|grant| grant.scope))
     }
 
     /// Async twin of [`TokenFile::blocking_lookup`].
@@ -174,6 +229,11 @@ impl TokenFile {
     /// # Errors
     /// As [`TokenFile::blocking_lookup`].
     pub async fn lookup(&self, token: &str) -> io::Result<Option<Scope>> {
+        Ok(self.grant(token).await?.map(|grant| grant.scope))
+    }
+
+    /// What `token` grants, or `None` when no record matches.
+    pub(crate) async fn grant(&self, token: &str) -> io::Result<Option<Grant>> {
         let metadata = match tokio::fs::metadata(&self.path).await {
             Ok(metadata) => metadata,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -189,7 +249,7 @@ impl TokenFile {
                 && parsed.modified == modified
                 && parsed.len == len
             {
-                return Ok(find_scope(&parsed.contents, token));
+                return Ok(find_grant(&parsed.contents, token));
             }
         }
         let contents = match tokio::fs::read(&self.path).await {
@@ -197,7 +257,7 @@ impl TokenFile {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
-        let scope = find_scope(&contents, token);
+        let grant = find_grant(&contents, token);
         if let Ok(mut parsed) = self.parsed.lock() {
             *parsed = Some(Parsed {
                 modified,
@@ -205,7 +265,7 @@ impl TokenFile {
                 contents,
             });
         }
-        Ok(scope)
+        Ok(grant)
     }
 
     fn read(&self) -> io::Result<TokenFileContents> {
@@ -228,13 +288,16 @@ fn parse(bytes: &[u8]) -> io::Result<TokenFileContents> {
     serde_json::from_slice(bytes).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
 }
 
-fn find_scope(contents: &TokenFileContents, token: &str) -> Option<Scope> {
+fn find_grant(contents: &TokenFileContents, token: &str) -> Option<Grant> {
     let presented = hex(&digest(token));
     // Check every record, so the time taken does not depend on which one matched.
     let mut found = None;
     for record in &contents.tokens {
         if bool::from(record.hash.as_bytes().ct_eq(presented.as_bytes())) {
-            found = Some(record.scope);
+            found = Some(Grant {
+                scope: record.scope,
+                device: record.device.clone(),
+            });
         }
     }
     found
@@ -325,7 +388,14 @@ impl Auth {
     /// Succeeds when the request may use a route that needs `needed`. Data routes
     /// (`needed` below admin) are open without a token unless `require_token`; a token that
     /// is sent must be valid either way.
-    pub(crate) async fn check(&self, headers: &HeaderMap, needed: Scope) -> Result<(), ApiError> {
+    /// On success, the device a device token authenticates (`None` for other tokens and
+    /// for no token). A device token may only use the sync routes (`sync`).
+    pub(crate) async fn check(
+        &self,
+        headers: &HeaderMap,
+        needed: Scope,
+        sync: bool,
+    ) -> Result<Option<String>, ApiError> {
         let Some(token) = bearer(headers)? else {
             if needed == Scope::Admin {
                 return Err(ApiError::unauthorized("this route needs the admin token"));
@@ -333,22 +403,30 @@ impl Auth {
             if self.require_token {
                 return Err(ApiError::unauthorized("this server requires a token"));
             }
-            return Ok(());
+            return Ok(None);
         };
-        let scope = if bool::from(digest(token).ct_eq(&self.admin_digest)) {
-            Some(Scope::Admin)
+        let grant = if bool::from(digest(token).ct_eq(&self.admin_digest)) {
+            Some(Grant {
+                scope: Scope::Admin,
+                device: None,
+            })
         } else {
             match &self.token_file {
-                Some(file) => file.lookup(token).await.map_err(ApiError::internal)?,
+                Some(file) => file.grant(token).await.map_err(ApiError::internal)?,
                 None => None,
             }
         };
-        match scope {
+        match grant {
             None => Err(ApiError::unauthorized("the token is not valid")),
-            Some(scope) if scope < needed => Err(ApiError::forbidden(format!(
+            Some(Grant {
+                device: Some(_), ..
+            }) if !sync => Err(ApiError::forbidden(
+                "a device token may only use /api/sync/push and /api/sync/pull",
+            )),
+            Some(Grant { scope, .. }) if scope < needed => Err(ApiError::forbidden(format!(
                 "a {scope} token cannot do this; it needs {needed}"
             ))),
-            Some(_) => Ok(()),
+            Some(Grant { device, .. }) => Ok(device),
         }
     }
 }

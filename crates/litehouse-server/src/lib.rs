@@ -43,7 +43,9 @@ mod serve;
 mod state;
 
 pub use app::app;
-pub use auth::{Scope, TokenFile, TokenRecord, generate_token, load_or_create_admin_token};
+pub use auth::{
+    Scope, TokenFile, TokenRecord, generate_token, load_or_create_admin_token, valid_device_id,
+};
 pub use config::ServerConfig;
 pub use debug::{DebugHandles, debug_router};
 pub use error::ApiError;

@@ -33,6 +33,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/debug/logs"),
     ("get", "/api/debug/explain/{collection}"),
     ("get", "/api/realtime"),
+    ("post", "/api/sync/push"),
+    ("get", "/api/sync/pull"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,4 +9,5 @@ mod limits;
 mod list;
 mod openapi;
 mod realtime;
+mod sync;
 mod util;

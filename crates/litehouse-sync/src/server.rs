@@ -41,8 +41,27 @@ pub fn router(store: Store) -> Router {
         .with_state(store)
 }
 
+/// The device a server authenticated the request as (a per-device token), put into the
+/// request's extensions by the embedding server's auth layer. A push with another producer
+/// id is refused with 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity(pub String);
+
+/// An error in litehouse-server's one shape: `{status, code, message, details}`.
 fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::GONE => "cursor_expired",
+        _ => "internal",
+    };
+    let body = serde_json::json!({
+        "status": status.as_u16(),
+        "code": code,
+        "message": message,
+        "details": {},
+    });
+    (status, Json(body)).into_response()
 }
 
 /// Whether the store refused the entry itself (recorded as a rejection) rather than failed.
@@ -82,7 +101,31 @@ enum Outcome {
     Corrupt(String),
 }
 
-async fn push(State(store): State<Store>, Json(req): Json<PushRequest>) -> Response {
+async fn push(
+    State(store): State<Store>,
+    identity: Option<axum::Extension<DeviceIdentity>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: PushRequest = match serde_json::from_slice(&body) {
+        Ok(req) => req,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a push request: {err}"),
+            );
+        }
+    };
+    if let Some(axum::Extension(DeviceIdentity(device))) = identity
+        && device != req.device
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token belongs to device {device:?}; it cannot push as {:?}",
+                req.device
+            ),
+        );
+    }
     let mut rejected: BTreeMap<u64, String> = BTreeMap::new();
     // SQLite runs one write transaction at a time; PostgreSQL runs them concurrently in READ
     // COMMITTED, where two pushes could both read the same producer state or document mark
@@ -261,7 +304,14 @@ fn server_hlc(at_ms: i64) -> Hlc {
     ))
 }
 
-async fn pull(State(store): State<Store>, Query(q): Query<PullQuery>) -> Response {
+async fn pull(
+    State(store): State<Store>,
+    query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err.body_text()),
+    };
     let limit = q.limit.unwrap_or(MAX_PULL_PAGE).clamp(1, MAX_PULL_PAGE);
     if q.full {
         return match read_all_page(&store, q.after.as_deref(), limit).await {

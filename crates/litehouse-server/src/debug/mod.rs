@@ -56,8 +56,8 @@ pub fn debug_router<S: Clone + Send + Sync + 'static>(
     routes(handles).layer(middleware::from_fn(move |request: Request, next: Next| {
         let auth = Arc::clone(&auth);
         async move {
-            match auth.check(request.headers(), Scope::Admin).await {
-                Ok(()) => next.run(request).await,
+            match auth.check(request.headers(), Scope::Admin, false).await {
+                Ok(_) => next.run(request).await,
                 Err(err) => err.into_response(),
             }
         }
