@@ -358,21 +358,7 @@ where
             load_spec_text(c, collection),
             work(Arc::clone(cached))
         );
-        return match text? {
-            Some(text) if text == cached.text => outcome,
-            Some(_) => {
-                cache.forget(collection);
-                Err(Error::SpecChanged {
-                    collection: collection.to_owned(),
-                })
-            }
-            None => {
-                cache.forget(collection);
-                Err(Error::CollectionNotFound {
-                    collection: collection.to_owned(),
-                })
-            }
-        };
+        return confirmed(cache, collection, cached, text?, outcome);
     }
     let Some(text) = load_spec_text(c, collection).await? else {
         cache.forget(collection);
@@ -445,21 +431,29 @@ where
     if found(&outcome) {
         return outcome;
     }
-    match load_spec_text(c, collection).await? {
-        Some(text) if text == guarded.text => outcome,
-        Some(_) => {
-            cache.forget(collection);
-            Err(Error::SpecChanged {
-                collection: collection.to_owned(),
-            })
-        }
-        None => {
-            cache.forget(collection);
-            Err(Error::CollectionNotFound {
-                collection: collection.to_owned(),
-            })
-        }
+    let text = load_spec_text(c, collection).await?;
+    confirmed(cache, collection, &guarded, text, outcome)
+}
+
+/// The outcome of work done with `cached`, given the catalog row's `text` read in the same
+/// transaction: kept while the row still holds the cached text, otherwise the entry is
+/// forgotten and the call fails with [`Error::SpecChanged`] or [`Error::CollectionNotFound`].
+fn confirmed<T>(
+    cache: &SpecCache,
+    collection: &str,
+    cached: &CachedSpec,
+    text: Option<String>,
+    outcome: Result<T>,
+) -> Result<T> {
+    if text.as_deref() == Some(cached.text.as_str()) {
+        return outcome;
     }
+    cache.forget(collection);
+    let collection = collection.to_owned();
+    Err(match text {
+        Some(_) => Error::SpecChanged { collection },
+        None => Error::CollectionNotFound { collection },
+    })
 }
 
 /// Runs `attempt` again, up to [`SPEC_ATTEMPTS`] times in all, while it fails with
