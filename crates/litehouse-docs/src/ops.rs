@@ -407,7 +407,18 @@ pub(crate) async fn update(
         current.version + 1,
         body,
     );
-    check_constraints(c, collection, &spec, &document, Origin::New).await?;
+    write_row(c, collection, &spec, &document).await?;
+    Ok(document)
+}
+
+/// Writes `document` over its row after the unique and reference checks.
+async fn write_row(
+    c: &impl Conn,
+    collection: &str,
+    spec: &CollectionSpec,
+    document: &Document,
+) -> Result<()> {
+    check_constraints(c, collection, spec, document, Origin::New).await?;
     let dialect = c.dialect();
     let mut sql = Sql::new(dialect);
     sql.push("UPDATE ")
@@ -422,8 +433,8 @@ pub(crate) async fn update(
         .bind(Param::Text(document.id.clone()));
     c.execute(&sql)
         .await
-        .map_err(|err| engine_unique(err, collection, &spec))?;
-    Ok(document)
+        .map_err(|err| engine_unique(err, collection, spec))?;
+    Ok(())
 }
 
 /// Replaces the bodies of existing documents (distinct ids) in one go: the spec read once,
@@ -465,21 +476,7 @@ pub(crate) async fn replace_many(
             });
         };
         let document = Document::from_parts(id, created_at, now.clone(), version + 1, body);
-        check_constraints(c, collection, &spec, &document, Origin::New).await?;
-        let mut sql = Sql::new(dialect);
-        sql.push("UPDATE ")
-            .push(&dialect.table(collection))
-            .push(" SET doc = ")
-            .bind(Param::Json(body_text(&document.body)?))
-            .push(", updated_at = ")
-            .bind(Param::Text(document.updated_at.clone()))
-            .push(", version = ")
-            .bind(Param::Int(document.version))
-            .push(" WHERE id = ")
-            .bind(Param::Text(document.id.clone()));
-        c.execute(&sql)
-            .await
-            .map_err(|err| engine_unique(err, collection, &spec))?;
+        write_row(c, collection, &spec, &document).await?;
         replaced.push(document);
     }
     crate::changes::record_documents(c, collection, crate::changes::ChangeOp::Replace, &replaced)
