@@ -217,9 +217,11 @@ enum Target {
     Reference,
 }
 
-struct Running {
-    addr: SocketAddr,
-    ids: Vec<String>,
+/// A server under load: stopped (and its PostgreSQL schema dropped) by [`Running::stop`].
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    /// The preloaded document ids.
+    pub(crate) ids: Vec<String>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// A PostgreSQL schema to drop afterwards.
@@ -227,7 +229,7 @@ struct Running {
 }
 
 impl Running {
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(());
         self.task.await??;
         if let Some((url, schema)) = self.cleanup {
@@ -240,6 +242,88 @@ impl Running {
             let _ = connection.await;
         }
         Ok(())
+    }
+}
+
+/// The document store a benchmark serves: a SQLite file of its own (`name` in the bench
+/// directory) or a fresh PostgreSQL schema, with `collection` created empty by `spec`.
+pub(crate) struct BenchStore {
+    pub(crate) store: Store,
+    database: Option<litehouse::Database>,
+    cleanup: Option<(String, String)>,
+}
+
+impl BenchStore {
+    pub(crate) async fn open(
+        options: &BenchOptions,
+        name: &str,
+        config: litehouse::Config,
+        pg: Option<litehouse_docs::PostgresConfig>,
+        collection: &str,
+        spec: CollectionSpec,
+    ) -> anyhow::Result<BenchStore> {
+        let (store, database, cleanup) = match pg {
+            None => {
+                let database = litehouse::Database::open(options.db_path(name), config)?;
+                (
+                    Store::from_database(database.clone()).await?,
+                    Some(database),
+                    None,
+                )
+            }
+            Some(pg) => {
+                let cleanup = Some((pg.url.clone(), pg.schema.clone()));
+                (Store::open_postgres_with(pg).await?, None, cleanup)
+            }
+        };
+        if store
+            .list_collections()
+            .await?
+            .iter()
+            .any(|c| c.name == collection)
+        {
+            store.drop_collection(collection).await?;
+        }
+        store.create_collection(collection, spec).await?;
+        Ok(BenchStore {
+            store,
+            database,
+            cleanup,
+        })
+    }
+
+    /// Serves the store with `config` on 127.0.0.1:0 until [`Running::stop`].
+    pub(crate) async fn serve(
+        self,
+        options: &BenchOptions,
+        name: &str,
+        config: ServerConfig,
+        ids: Vec<String>,
+    ) -> anyhow::Result<Running> {
+        let config = ServerConfig {
+            bind: "127.0.0.1:0".parse()?,
+            admin_token: "bench-admin-token".into(),
+            token_file: Some(options.dir.join(format!("{name}-tokens.json"))),
+            ..config
+        };
+        let server = Server::bind(config, self.store, self.database).await?;
+        let addr = server.local_addr();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(anyhow::Error::from)
+        });
+        Ok(Running {
+            addr,
+            ids,
+            shutdown,
+            task,
+            cleanup: self.cleanup,
+        })
     }
 }
 
@@ -265,81 +349,32 @@ impl Target {
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         match self {
             Target::Litehouse { pg } => {
-                let (store, database, cleanup) = match pg {
-                    None => {
-                        let path = options.db_path(&format!("{id}-litehouse"));
-                        let config = litehouse::Config {
-                            profile,
-                            ..litehouse::Config::default()
-                        };
-                        let database = litehouse::Database::open(&path, config)?;
-                        (
-                            Store::from_database(database.clone()).await?,
-                            Some(database),
-                            None,
-                        )
-                    }
-                    Some(url) => {
-                        let schema = format!("lh_bench_http_{}", std::process::id());
-                        let store = Store::open_postgres_with(litehouse_docs::PostgresConfig {
-                            url: url.clone(),
-                            schema: schema.clone(),
-                            ..litehouse_docs::PostgresConfig::default()
-                        })
-                        .await?;
-                        (store, None, Some((url.clone(), schema)))
-                    }
+                let config = litehouse::Config {
+                    profile,
+                    ..litehouse::Config::default()
                 };
-                if store
-                    .list_collections()
-                    .await?
-                    .iter()
-                    .any(|c| c.name == COLLECTION)
-                {
-                    store.drop_collection(COLLECTION).await?;
-                }
-                store
-                    .create_collection(
-                        COLLECTION,
-                        CollectionSpec {
-                            indexes: vec![
-                                IndexSpec::new("by_group", [("group", FieldType::Number)]),
-                                IndexSpec::new("by_n", [("n", FieldType::Number)]),
-                            ],
-                            ..CollectionSpec::default()
-                        },
-                    )
-                    .await?;
+                let pg = pg.as_ref().map(|url| litehouse_docs::PostgresConfig {
+                    url: url.clone(),
+                    schema: format!("lh_bench_http_{}", std::process::id()),
+                    ..litehouse_docs::PostgresConfig::default()
+                });
+                let spec = CollectionSpec {
+                    indexes: vec![
+                        IndexSpec::new("by_group", [("group", FieldType::Number)]),
+                        IndexSpec::new("by_n", [("n", FieldType::Number)]),
+                    ],
+                    ..CollectionSpec::default()
+                };
+                let name = format!("{id}-litehouse");
+                let bench = BenchStore::open(options, &name, config, pg, COLLECTION, spec).await?;
                 let mut ids = Vec::with_capacity(preload as usize);
                 let bodies: Vec<Value> = bodies.collect();
                 for chunk in bodies.chunks(litehouse_docs::MAX_BATCH) {
-                    for doc in store.create_many(COLLECTION, chunk.to_vec()).await? {
+                    for doc in bench.store.create_many(COLLECTION, chunk.to_vec()).await? {
                         ids.push(doc.id);
                     }
                 }
-                let config = ServerConfig {
-                    bind: "127.0.0.1:0".parse()?,
-                    admin_token: "bench-admin-token".into(),
-                    token_file: Some(options.dir.join(format!("{id}-tokens.json"))),
-                    ..ServerConfig::default()
-                };
-                let server = Server::bind(config, store, database).await?;
-                let addr = server.local_addr();
-                let task = tokio::spawn(async move {
-                    server
-                        .run(async move {
-                            let _ = stopped.await;
-                        })
-                        .await
-                        .map_err(anyhow::Error::from)
-                });
-                Ok(Running {
-                    addr,
-                    ids,
-                    shutdown,
-                    task,
-                    cleanup,
-                })
+                bench.serve(options, id, ServerConfig::default(), ids).await
             }
             Target::Reference => {
                 let path = options.db_path(&format!("{id}-reference"));

@@ -13,7 +13,6 @@
 //! machine clock: create call, commit, fan-out and SSE together.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use litehouse_bench::{BenchOptions, Measurement, Workload};
 use litehouse_docs::{CollectionSpec, Store};
-use litehouse_server::{Server, ServerConfig};
+use litehouse_server::ServerConfig;
+
+use crate::bench_http::BenchStore;
 use serde_json::json;
 
 const COLLECTION: &str = "events";
@@ -100,90 +101,41 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::R
     Ok(())
 }
 
+/// The server under load, and the store the writers write through.
 struct Running {
-    addr: SocketAddr,
+    served: crate::bench_http::Running,
     store: Store,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    cleanup: Option<(String, String)>,
 }
 
 impl Running {
     async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(());
-        self.task.await??;
         drop(self.store);
-        if let Some((url, schema)) = self.cleanup {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-            let connection = tokio::spawn(connection);
-            client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .await?;
-            drop(client);
-            let _ = connection.await;
-        }
-        Ok(())
+        self.served.stop().await
     }
 }
 
 async fn start(options: &BenchOptions, pg: Option<&str>) -> anyhow::Result<Running> {
-    let (store, database, cleanup) = match pg {
-        None => {
-            let path = options.db_path("R1-litehouse");
-            let database = litehouse::Database::open(&path, litehouse::Config::default())?;
-            (
-                Store::from_database(database.clone()).await?,
-                Some(database),
-                None,
-            )
-        }
-        Some(url) => {
-            let schema = format!("lh_bench_rt_{}", std::process::id());
-            let store = Store::open_postgres_with(litehouse_docs::PostgresConfig {
-                url: url.to_owned(),
-                schema: schema.clone(),
-                pool_size: 32,
-            })
-            .await?;
-            (store, None, Some((url.to_owned(), schema)))
-        }
-    };
-    if store
-        .list_collections()
-        .await?
-        .iter()
-        .any(|c| c.name == COLLECTION)
-    {
-        store.drop_collection(COLLECTION).await?;
-    }
-    store
-        .create_collection(COLLECTION, CollectionSpec::default())
-        .await?;
+    let pg = pg.map(|url| litehouse_docs::PostgresConfig {
+        url: url.to_owned(),
+        schema: format!("lh_bench_rt_{}", std::process::id()),
+        pool_size: 32,
+    });
+    let bench = BenchStore::open(
+        options,
+        "R1-litehouse",
+        litehouse::Config::default(),
+        pg,
+        COLLECTION,
+        CollectionSpec::default(),
+    )
+    .await?;
+    let store = bench.store.clone();
     let config = ServerConfig {
-        bind: "127.0.0.1:0".parse()?,
-        admin_token: "bench-admin-token".into(),
-        token_file: Some(options.dir.join("R1-tokens.json")),
         max_realtime_subscribers: SUBSCRIBERS + 16,
         ..ServerConfig::default()
     };
-    let server = Server::bind(config, store.clone(), database).await?;
-    let addr = server.local_addr();
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(anyhow::Error::from)
-    });
-    Ok(Running {
-        addr,
-        store,
-        shutdown,
-        task,
-        cleanup,
-    })
+    let served = bench.serve(options, "R1", config, Vec::new()).await?;
+    Ok(Running { served, store })
 }
 
 fn now_us() -> u64 {
@@ -205,7 +157,7 @@ fn measure(
         .arg("--url")
         .arg(format!(
             "http://{}/api/realtime?collections={COLLECTION}",
-            running.addr
+            running.served.addr
         ))
         .arg("--subscribers")
         .arg(SUBSCRIBERS.to_string())
