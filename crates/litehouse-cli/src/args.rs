@@ -36,6 +36,13 @@ pub(crate) enum Command {
     Serve(crate::serve::ServeArgs),
     /// Create, list and revoke API tokens (stored hashed in a file beside the database).
     Token(crate::serve::TokenArgs),
+    /// The offline-first sync demo: record transactions on a device, go offline and online,
+    /// force a sync, watch the status and the sync log.
+    ///
+    /// Without --server it starts its own server on loopback (with a device token) and a
+    /// second device to sync with. --script runs offline writes, reconnect and sync, and
+    /// prints the final status (exit code 0 when everything was acknowledged and pulled).
+    Demo(crate::demo::DemoArgs),
     /// The load process of the HTTP benchmark workloads (run by `litehouse bench`).
     #[command(hide = true)]
     BenchLoad(crate::bench_http::LoadArgs),

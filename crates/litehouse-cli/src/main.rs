@@ -1,5 +1,5 @@
 //! The `litehouse` command: benchmarks, database maintenance, migration between backends,
-//! and reading log databases (more commands come with the server and sync crates).
+//! reading log databases, the server (`serve`, `token`) and the offline-first sync demo (`demo`).
 
 use std::process::ExitCode;
 
@@ -11,6 +11,7 @@ mod bench;
 mod bench_http;
 mod bench_realtime;
 mod db;
+mod demo;
 mod logs;
 mod migrate;
 mod serve;
@@ -61,6 +62,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Logs(logs) => logs::run(logs).map(|()| ExitCode::SUCCESS),
         Command::Serve(serve) => serve::run(serve).map(|()| ExitCode::SUCCESS),
         Command::Token(token) => serve::token(token).map(|()| ExitCode::SUCCESS),
+        Command::Demo(demo) => demo::run(demo),
         Command::BenchLoad(load) => bench_http::load(load).map(|()| ExitCode::SUCCESS),
         Command::BenchRealtimeLoad(load) => bench_realtime::load(load).map(|()| ExitCode::SUCCESS),
     }

@@ -6,23 +6,23 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value as Json, json};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-fn litehouse() -> Command {
+pub(crate) fn litehouse() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_litehouse"));
     command.env_remove("LITEHOUSE_ADMIN_TOKEN");
     command
 }
 
 /// A running `litehouse serve`; a thread keeps reading its stdout.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     rest: std::thread::JoinHandle<Vec<String>>,
 }
 
 impl Running {
     /// Sends SIGTERM, waits, and returns whether it exited 0 and the rest of its stdout.
-    fn terminate(self) -> Result<(bool, Vec<String>), Box<dyn std::error::Error>> {
+    pub(crate) fn terminate(self) -> Result<(bool, Vec<String>), Box<dyn std::error::Error>> {
         self.signal("TERM")
     }
 
@@ -41,7 +41,9 @@ impl Running {
 
 /// Starts `litehouse serve ARGS` and reads stdout until the API line; returns the server,
 /// its base URL and the lines read so far.
-fn start(args: &[&str]) -> Result<(Running, String, Vec<String>), Box<dyn std::error::Error>> {
+pub(crate) fn start(
+    args: &[&str],
+) -> Result<(Running, String, Vec<String>), Box<dyn std::error::Error>> {
     start_in(None, args)
 }
 

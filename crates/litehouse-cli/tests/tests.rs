@@ -1,4 +1,5 @@
 //! Integration tests: each runs the real `litehouse` binary.
 
+mod demo;
 mod migrate;
 mod serve;
