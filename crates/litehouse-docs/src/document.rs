@@ -65,6 +65,12 @@ impl Document {
         Json::Object(object)
     }
 
+    /// [`Document::to_json`]'s text, written straight from the parts (the change log stores
+    /// every written document this way, so the body is not copied into a new map first).
+    pub(crate) fn json_text(&self) -> Result<String> {
+        serde_json::to_string(&AsJson(self)).map_err(|err| Error::corrupt(err.to_string()))
+    }
+
     /// Builds a document from its parts (for [`Store::import`](crate::Store::import) and
     /// tests). The body is not checked here; `import` checks it.
     pub fn from_parts(
@@ -276,10 +282,52 @@ pub(crate) fn is_rfc3339_utc(text: &str) -> bool {
     }
 }
 
+/// Serialises a [`Document`] as [`Document::to_json`] shapes it: the body's fields (a system
+/// key in the body gives way to the real one) and the four system fields.
+struct AsJson<'a>(&'a Document);
+
+impl Serialize for AsJson<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let document = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in &document.body {
+            if !SYSTEM_KEYS.contains(&key.as_str()) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.serialize_entry("id", &document.id)?;
+        map.serialize_entry("createdAt", &document.created_at)?;
+        map.serialize_entry("updatedAt", &document.updated_at)?;
+        map.serialize_entry("version", &document.version)?;
+        map.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_text_is_to_json() {
+        let body = json!({"b": [1, {"c": null}], "a": "x", "id": "spoofed"});
+        let document = Document::from_parts(
+            "0190",
+            "2026-01-01T00:00:00.000000Z",
+            "2026-01-02T00:00:00.000000Z",
+            3,
+            body.as_object().unwrap().clone(),
+        );
+        let text = document.json_text().unwrap();
+        let parsed: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, document.to_json());
+        assert_eq!(parsed["id"], "0190");
+        assert_eq!(text.matches("\"id\"").count(), 1, "{text}");
+    }
 
     #[test]
     fn timestamps() {

@@ -2,6 +2,7 @@
 //! bounded prune step, and reading pages back.
 
 use super::*;
+use crate::sql::Engine;
 
 /// The retention settings of a [`StoreConfig`].
 #[derive(Debug, Clone, Copy)]
@@ -40,10 +41,7 @@ impl NewChange {
             id: document.id.clone(),
             op,
             version: document.version,
-            document: Some(
-                serde_json::to_string(&document.to_json())
-                    .map_err(|err| Error::corrupt(err.to_string()))?,
-            ),
+            document: Some(document.json_text()?),
         })
     }
 
@@ -119,16 +117,23 @@ pub(crate) async fn record(c: &impl Conn, changes: Vec<NewChange>) -> Result<()>
     }
     let dialect = c.dialect();
     let count = i64::try_from(changes.len()).map_err(|_| Error::corrupt("too many changes"))?;
-    let mut advance = Sql::new(dialect);
-    advance
-        .push("UPDATE ")
-        .push(&dialect.qualify(FEED_TABLE))
-        .push(" SET head = head + ")
-        .bind(Param::Int(count))
-        .push(" WHERE k = 1 RETURNING CAST(head AS TEXT)");
-    let rows = c.texts(&advance).await?;
-    let head = int(rows.first().and_then(|row| row.first()), "head")?;
-    let mut seq = head - count;
+    let mut seq = if dialect.engine == Engine::Sqlite {
+        // One write transaction at a time holds a SQLite file (this process's writer, or
+        // another process's write lock), and this runs after the write's own statements took
+        // it: the log's end, read here, is the last cursor handed out. No counter row is
+        // written, so a commit carries one page fewer.
+        bounds(c).await?.0
+    } else {
+        let mut advance = Sql::new(dialect);
+        advance
+            .push("UPDATE ")
+            .push(&dialect.qualify(FEED_TABLE))
+            .push(" SET head = head + ")
+            .bind(Param::Int(count))
+            .push(" WHERE k = 1 RETURNING CAST(head AS TEXT)");
+        let rows = c.texts(&advance).await?;
+        int(rows.first().and_then(|row| row.first()), "head")? - count
+    };
     let at = now_ms();
     let origin = c.origin().map(str::to_owned);
     let mut changes = changes.into_iter().peekable();
@@ -186,16 +191,27 @@ pub(crate) async fn record_documents(
     record(c, changes).await
 }
 
-/// `(head, pruned)` from the counter row.
+/// `(head, pruned)`: the last cursor handed out and the newest one pruned. On PostgreSQL the
+/// counter row holds both; on SQLite `head` is the log's last `seq` (the counter row's `head`
+/// and `pruned` are floors, for a log that is empty or was pruned to its end).
 pub(super) async fn bounds(c: &impl Conn) -> Result<(i64, i64)> {
     let dialect = c.dialect();
-    let sql = Sql::plain(
-        dialect,
-        format!(
-            "SELECT CAST(head AS TEXT), CAST(pruned AS TEXT) FROM {} WHERE k = 1",
-            dialect.qualify(FEED_TABLE)
-        ),
-    );
+    let feed = dialect.qualify(FEED_TABLE);
+    let sql = if dialect.engine == Engine::Sqlite {
+        Sql::plain(
+            dialect,
+            format!(
+                "SELECT CAST(max(head, pruned, coalesce((SELECT max(seq) FROM {}), 0)) AS TEXT), \
+                 CAST(pruned AS TEXT) FROM {feed} WHERE k = 1",
+                dialect.qualify(CHANGES_TABLE)
+            ),
+        )
+    } else {
+        Sql::plain(
+            dialect,
+            format!("SELECT CAST(head AS TEXT), CAST(pruned AS TEXT) FROM {feed} WHERE k = 1"),
+        )
+    };
     let rows = c.texts(&sql).await?;
     let row = rows
         .first()

@@ -1,13 +1,15 @@
 //! The change log: every committed mutation, in commit order, resumable from a [`Cursor`].
 //!
 //! Every write path appends its changes to `_litehouse_changes` in the same transaction as
-//! the mutation ([`record`]). Cursors come from one counter row (`_litehouse_feed.head`),
-//! advanced with `UPDATE ... SET head = head + n RETURNING head` inside the transaction:
-//! on SQLite the single writer makes that commit order; on PostgreSQL the row lock on the
-//! counter is held until COMMIT, so a later transaction gets its cursors only after every
-//! earlier one committed and became visible, and no commit can land behind a cursor a reader
-//! has already passed. The cost is that PostgreSQL document writes serialise on that row
-//! from their first change to their commit (see ARCHITECTURE.md).
+//! the mutation ([`record`]). On SQLite a write's cursors follow the log's last `seq`, read
+//! inside the write transaction: one write transaction holds the file at a time, so that is
+//! commit order, and no counter row is written. On PostgreSQL they come from one counter row
+//! (`_litehouse_feed.head`), advanced with `UPDATE ... SET head = head + n RETURNING head`
+//! inside the transaction: the row lock on the counter is held until COMMIT, so a later
+//! transaction gets its cursors only after every earlier one committed and became visible,
+//! and no commit can land behind a cursor a reader has already passed. The cost is that
+//! PostgreSQL document writes serialise on that row from their first change to their commit
+//! (see ARCHITECTURE.md).
 //!
 //! Readers read the table, which is the truth. Subscribers share one **tailer** per store
 //! (per process): after each wake-up (a local COMMIT returned, or every [`POLL_INTERVAL`]
