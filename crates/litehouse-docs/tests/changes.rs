@@ -750,7 +750,7 @@ async fn a_log_pruned_to_its_end_counts_on() {
                 .is_empty()
         );
         let doc = store.create("a", json!({"n": 5})).await?;
-        let next = all_since(&store, head.clone()).await?;
+        let next = all_since(&store, head).await?;
         assert_eq!(next.len(), 1, "{next:?}");
         assert_eq!(next[0].id, doc.id);
         assert_eq!(pos(&next[0].cursor), pos(&head) + 1);
@@ -791,7 +791,7 @@ async fn two_engines_on_one_sqlite_file_share_one_log() {
         task.await.unwrap().unwrap();
     }
     for store in [&one, &two] {
-        let changes = all_since(store, start.clone()).await.unwrap();
+        let changes = all_since(store, start).await.unwrap();
         assert_eq!(changes.len(), 200);
         assert_ordered(&changes);
         let cursors: Vec<u64> = changes.iter().map(|c| pos(&c.cursor)).collect();
