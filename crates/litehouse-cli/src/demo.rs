@@ -518,7 +518,7 @@ fn force_sync(runtime: &Runtime, device: &Device, timeout: Duration) -> anyhow::
             timeout.as_secs(),
             status.sync.last_error.as_deref().map_or_else(
                 || "it keeps retrying in the background".to_owned(),
-                |e| { format!("last error: {e}") }
+                |e| format!("last error: {}", printable(e))
             )
         ),
     }
@@ -684,7 +684,9 @@ fn print_status(status: &DeviceStatus, server: &str) {
     row("last pull", ago(sync.last_pull_ok, status));
     row(
         "last error",
-        sync.last_error.clone().unwrap_or_else(|| "–".to_owned()),
+        sync.last_error
+            .as_deref()
+            .map_or_else(|| "–".to_owned(), printable),
     );
     row(
         "retries",
@@ -713,7 +715,12 @@ async fn print_log(device: &Device) -> anyhow::Result<()> {
             "push" | "pull" => style(entry.kind.as_str()).green(),
             k => style(k).cyan(),
         };
-        println!("  {}  {:<12} {}", clock(entry.at_ms), kind, entry.message);
+        println!(
+            "  {}  {:<12} {}",
+            clock(entry.at_ms),
+            kind,
+            printable(&entry.message)
+        );
     }
     Ok(())
 }
@@ -796,13 +803,23 @@ async fn print_transactions(device: &Device) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `text` cut to `width` characters, control characters (a terminal escape sequence another
+/// device wrote, say) shown as `�` rather than sent to the terminal.
 fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_owned()
+    let shown = printable(text);
+    if shown.chars().count() <= width {
+        shown
     } else {
-        let cut: String = text.chars().take(width - 1).collect();
+        let cut: String = shown.chars().take(width - 1).collect();
         format!("{cut}…")
     }
+}
+
+/// `text` with control characters replaced by `�`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -899,5 +916,6 @@ mod tests {
         assert_eq!(span(3 * 3_600_000), "3 h");
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
+        assert_eq!(truncate("a\u{1b}]0;x\u{7}b", 10), "a\u{fffd}]0;x\u{fffd}b");
     }
 }
