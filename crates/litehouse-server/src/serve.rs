@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::app::app;
 use crate::config::ServerConfig;
 use crate::debug::DebugHandles;
+use crate::devices::Heartbeats;
 use crate::state::AppState;
 
 /// Where the served database lives: `sqlite:FILE` or `postgres://...[?schema=NAME]`.
@@ -193,6 +194,9 @@ pub enum ServeError {
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// The sync heartbeat tables or their write buffer could not be set up.
+    #[error("setting up sync heartbeats: {0}")]
+    Heartbeats(litehouse::Error),
     /// The database did not close cleanly.
     #[error("closing the database: {0}")]
     Close(litehouse::Error),
@@ -273,13 +277,14 @@ impl Server {
             logs,
             local_addr,
         } = self;
+        let heartbeats = start_heartbeats(database.as_ref(), logs.as_ref()).await?;
         let debug = DebugHandles {
             database: database.clone(),
-            buffer: None,
+            buffer: Some(heartbeats.buffer().clone()),
             logs: logs.clone(),
             backup_dir: config.backup_dir.clone(),
         };
-        let state = AppState::new(store, debug, config);
+        let state = AppState::with_heartbeats(store, debug, config, Some(heartbeats.clone()));
         tracing::info!(%local_addr, "serving");
         // Realtime streams never finish on their own: end them when shutdown starts.
         let realtime = state.realtime().clone();
@@ -287,10 +292,15 @@ impl Server {
             shutdown.await;
             realtime.close();
         };
-        axum::serve(listener, app(state))
+        let served = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, served)
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("stopped accepting; closing the database");
+        // Before the database closes: the buffer's last flush writes into it.
+        if let Err(err) = heartbeats.stop().await {
+            tracing::warn!(error = %err, "the last sync heartbeats were not written");
+        }
         if let Some(database) = database {
             database.close().await.map_err(ServeError::Close)?;
         }
@@ -299,6 +309,37 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The database sync heartbeats go to: the log database when there is one (server-local, on
+/// both backends, and its own file, so heartbeat flushes never queue behind data writes),
+/// else the SQLite store's engine, else (PostgreSQL without a log database) an in-memory
+/// database that lives as long as the server.
+async fn start_heartbeats(
+    database: Option<&litehouse::Database>,
+    logs: Option<&litehouse::LogDatabase>,
+) -> Result<Heartbeats, ServeError> {
+    static MEMORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let db = match (logs, database) {
+        (Some(logs), _) => logs.database().clone(),
+        (None, Some(database)) => database.clone(),
+        (None, None) => {
+            let name = format!(
+                "litehouse-heartbeats-{}-{}",
+                std::process::id(),
+                MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            tokio::task::spawn_blocking(move || {
+                litehouse::Database::open_memory(&name, litehouse::Config::default())
+            })
+            .await
+            .map_err(|err| ServeError::Io(std::io::Error::other(err)))?
+            .map_err(ServeError::Heartbeats)?
+        }
+    };
+    Heartbeats::start(db, litehouse::BufferConfig::default())
+        .await
+        .map_err(ServeError::Heartbeats)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
