@@ -194,9 +194,6 @@ pub enum ServeError {
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
-    /// The sync heartbeat tables or their write buffer could not be set up.
-    #[error("setting up sync heartbeats: {0}")]
-    Heartbeats(litehouse::Error),
     /// The database did not close cleanly.
     #[error("closing the database: {0}")]
     Close(litehouse::Error),
@@ -277,14 +274,25 @@ impl Server {
             logs,
             local_addr,
         } = self;
-        let heartbeats = start_heartbeats(database.as_ref(), logs.as_ref()).await?;
+        // Heartbeats are bookkeeping: a server that cannot keep them (say another process
+        // holds the SQLite file's write lock past the busy budget) serves without them, and
+        // says so in its log and in /api/debug/sync/devices (`heartbeats: null`).
+        let heartbeats = match start_heartbeats(database.as_ref(), logs.as_ref()).await {
+            Ok(heartbeats) => Some(heartbeats),
+            Err(err) => {
+                tracing::warn!(error = %err, "sync heartbeats are off: their tables could not be set up");
+                None
+            }
+        };
         let debug = DebugHandles {
             database: database.clone(),
-            buffer: Some(heartbeats.buffer().clone()),
+            buffer: heartbeats
+                .as_ref()
+                .map(|heartbeats| heartbeats.buffer().clone()),
             logs: logs.clone(),
             backup_dir: config.backup_dir.clone(),
         };
-        let state = AppState::with_heartbeats(store, debug, config, Some(heartbeats.clone()));
+        let state = AppState::with_heartbeats(store, debug, config, heartbeats.clone());
         tracing::info!(%local_addr, "serving");
         // Realtime streams never finish on their own: end them when shutdown starts.
         let realtime = state.realtime().clone();
@@ -298,7 +306,9 @@ impl Server {
             .await?;
         tracing::info!("stopped accepting; closing the database");
         // Before the database closes: the buffer's last flush writes into it.
-        if let Err(err) = heartbeats.stop().await {
+        if let Some(heartbeats) = heartbeats
+            && let Err(err) = heartbeats.stop().await
+        {
             tracing::warn!(error = %err, "the last sync heartbeats were not written");
         }
         if let Some(database) = database {
@@ -318,7 +328,7 @@ impl Server {
 async fn start_heartbeats(
     database: Option<&litehouse::Database>,
     logs: Option<&litehouse::LogDatabase>,
-) -> Result<Heartbeats, ServeError> {
+) -> Result<Heartbeats, litehouse::Error> {
     static MEMORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let db = match (logs, database) {
         (Some(logs), _) => logs.database().clone(),
@@ -333,13 +343,12 @@ async fn start_heartbeats(
                 litehouse::Database::open_memory(&name, litehouse::Config::default())
             })
             .await
-            .map_err(|err| ServeError::Io(std::io::Error::other(err)))?
-            .map_err(ServeError::Heartbeats)?
+            .map_err(|err| litehouse::Error::Panic {
+                message: format!("opening the heartbeat database: {err}"),
+            })??
         }
     };
-    Heartbeats::start(db, litehouse::BufferConfig::default())
-        .await
-        .map_err(ServeError::Heartbeats)
+    Heartbeats::start(db, litehouse::BufferConfig::default()).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
