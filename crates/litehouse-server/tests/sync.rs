@@ -511,3 +511,46 @@ async fn a_full_heartbeat_buffer_drops_and_counts_but_sync_goes_on() {
     task.await.expect("task").expect("serve");
     heartbeats.stop().await.expect("stop heartbeats");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_producers_pages_and_names_an_unreadable_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = litehouse_docs::Store::open_sqlite(dir.path().join("app.db"))
+        .await
+        .expect("store");
+    store
+        .transaction(|tx| async move {
+            for n in 0..5 {
+                let state = json!({"epoch": n, "last_seq": n * 10});
+                tx.meta_put("sync.producer", &format!("dev-{n}"), state)
+                    .await?;
+            }
+            tx.meta_put("sync.producer", "dev-bad", json!("not a state"))
+                .await
+        })
+        .await
+        .expect("seed");
+    let all = litehouse_sync::list_producers(&store, 100)
+        .await
+        .expect("list");
+    let devices: Vec<&str> = all.iter().map(|entry| entry.device.as_str()).collect();
+    assert_eq!(
+        devices,
+        ["dev-0", "dev-1", "dev-2", "dev-3", "dev-4", "dev-bad"]
+    );
+    assert_eq!(
+        all[3].state,
+        Some(litehouse_sync::ProducerState {
+            epoch: 3,
+            last_seq: 30
+        })
+    );
+    assert_eq!(all[5].state, None);
+    assert!(all[5].unreadable.is_some(), "{:?}", all[5]);
+    // At most `max`, in device order.
+    let first = litehouse_sync::list_producers(&store, 2)
+        .await
+        .expect("list");
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[1].device, "dev-1");
+}
