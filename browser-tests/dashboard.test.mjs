@@ -1,9 +1,12 @@
 // The dashboard in headless chromium: it connects with the token from the URL, its
 // writes/s and reads/s numbers and charts move while a load runs, a maintenance action shows
 // its result, the explain box answers, and it is screenshotted at desktop and phone width.
+// Its Devices panel shows sync devices pushing and pulling through the real server with
+// device tokens from `litehouse token create --device`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import { startServer, launchBrowser, api, OUTPUT } from "./lib/harness.mjs";
 
 /** Writes (POST) and reads (GET by id) from `workers` concurrent loops until `until()`. */
@@ -141,6 +144,135 @@ test("the dashboard shows live numbers, runs maintenance and fits desktop and ph
     await page.screenshot({ path: join(OUTPUT, "dashboard-390x844.png") });
     await page.screenshot({ path: join(OUTPUT, "dashboard-390x844-full.png"), fullPage: true });
 
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    const code = await server.stop();
+    assert.equal(code, 0, server.output());
+  }
+});
+
+/** A device token made the way an operator makes one: `litehouse token create --device`. */
+function deviceToken(server, device) {
+  const made = spawnSync(
+    process.env.LITEHOUSE_BIN,
+    ["token", "create", "--device", device, "--name", device, "--db", `sqlite:${join(server.dir, "app.db")}`],
+    { encoding: "utf8" },
+  );
+  assert.equal(made.status, 0, made.stderr);
+  return made.stdout.trim();
+}
+
+/** One sync push as a device sends it: producer id, epoch, gapless seqs, an HLC each. */
+async function syncPush(server, token, device, entries, { first = 1, epoch = 1 } = {}) {
+  const base = BigInt(Math.floor(Date.now() / 1000)) << 32n;
+  const body = {
+    device,
+    epoch,
+    first_seq: first,
+    last_seq: first + entries.length - 1,
+    entries: entries.map((entry, i) => ({
+      seq: first + i,
+      op_id: `${device}-${epoch}-${first + i}`,
+      hlc: `${base + BigInt(first + i)}/a1`,
+      collection: entry.collection ?? "notes",
+      doc_id: entry.id,
+      op: "put",
+      body: entry.body,
+    })),
+  };
+  const headers = { "content-type": "application/json", "user-agent": `${device}-agent/1.0` };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${server.base}/api/sync/push`, { method: "POST", headers, body: JSON.stringify(body) });
+  const text = await response.text();
+  assert.equal(response.status, 200, text);
+  return JSON.parse(text);
+}
+
+const uuid = (n) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
+
+/** The cells of a device's row in the Devices panel, or null while it is not listed. */
+async function deviceRow(page, device) {
+  return page.evaluate((id) => {
+    const row = document.querySelector(`#devices tbody tr[data-device="${id}"]`);
+    return row && { online: row.classList.contains("online"), cells: [...row.cells].map((c) => c.textContent) };
+  }, device);
+}
+
+test("the Devices panel shows each sync device live: last seen, sequence, rejections", async () => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  try {
+    await api(server, "POST", "/api/collections", { name: "notes" });
+    const till = deviceToken(server, "till-1");
+    const kiosk = deviceToken(server, "kiosk-2");
+    // till-1 pushes three entries; the second targets a collection that does not exist and
+    // is rejected (acknowledged, not applied).
+    const pushed = await syncPush(server, till, "till-1", [
+      { id: uuid(1), body: { text: "coffee", amount: 3.5 } },
+      { id: uuid(2), body: { text: "lost" }, collection: "nope" },
+      { id: uuid(3), body: { text: "bagel", amount: 2.25 } },
+    ]);
+    assert.equal(pushed.acked_seq, 3);
+    assert.equal(pushed.rejected.length, 1);
+    // kiosk-2 only pulls; pos-3 pushed once with no device token, so it is known by its
+    // push state but never seen.
+    const pulled = await fetch(`${server.base}/api/sync/pull`, { headers: { authorization: `Bearer ${kiosk}` } });
+    assert.equal(pulled.status, 200, await pulled.text());
+    await syncPush(server, null, "pos-3", [{ id: uuid(4), body: { text: "tea" } }], { epoch: 7 });
+
+    const page = await browser.context.newPage();
+    const problems = [];
+    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    page.on("console", (message) => { if (message.type() === "error") problems.push(`console: ${message.text()}`); });
+    await page.goto(`${server.base}/#token=${server.token}`);
+    await page.locator("#main").waitFor({ state: "visible" });
+
+    // Heartbeats reach the table within a buffer flush (1 s) and a poll (2 s).
+    await page.waitForFunction(
+      () => document.querySelectorAll("#devices tbody tr.online").length === 2,
+      null,
+      { timeout: 15_000 },
+    );
+    // Columns: device, last seen, last push, last pull, epoch, last seq, rejections, client.
+    const tillRow = await deviceRow(page, "till-1");
+    assert.ok(tillRow.online, JSON.stringify(tillRow));
+    assert.match(tillRow.cells[1], /^\d+ s ago$/);
+    assert.match(tillRow.cells[2], /^\d+ s ago$/);
+    assert.equal(tillRow.cells[3], "never");
+    assert.deepEqual(tillRow.cells.slice(4, 7), ["1", "3", "1"]);
+    assert.match(tillRow.cells[7], /127\.0\.0\.1:\d+ · till-1-agent\/1\.0/);
+    const kioskRow = await deviceRow(page, "kiosk-2");
+    assert.ok(kioskRow.online);
+    assert.equal(kioskRow.cells[2], "never");
+    assert.match(kioskRow.cells[3], /^\d+ s ago$/);
+    assert.deepEqual(kioskRow.cells.slice(4, 7), ["–", "–", "0"]);
+    const posRow = await deviceRow(page, "pos-3");
+    assert.equal(posRow.online, false);
+    assert.equal(posRow.cells[1], "never");
+    assert.deepEqual(posRow.cells.slice(4, 6), ["7", "1"]);
+    assert.match(await page.locator("#devices-summary").textContent(), /^3 devices · 2 online/);
+    // The rejection's reason is on the badge.
+    const reason = await page.locator('#devices tr[data-device="till-1"] .pill').getAttribute("title");
+    assert.match(reason, /seq 2: .*nope/);
+
+    // The panel refreshes on its own: two more pushes show up as the new last sequence.
+    await syncPush(server, till, "till-1", [
+      { id: uuid(5), body: { text: "muffin", amount: 3 } },
+      { id: uuid(6), body: { text: "juice", amount: 4 } },
+    ], { first: 4 });
+    await page.waitForFunction(
+      () => document.querySelector('#devices tr[data-device="till-1"]')?.cells[5].textContent === "5",
+      null,
+      { timeout: 10_000 },
+    );
+    await page.locator("#devices-panel").screenshot({ path: join(OUTPUT, "dashboard-devices.png") });
+    await page.screenshot({ path: join(OUTPUT, "dashboard-devices-1280x800.png") });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px at phone width`);
+    await page.locator("#devices-panel").screenshot({ path: join(OUTPUT, "dashboard-devices-390.png") });
     assert.deepEqual(problems, []);
   } finally {
     await browser.close();

@@ -45,12 +45,17 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(docs::list, docs::create))
         .routes(routes!(docs::get, docs::replace, docs::patch, docs::delete))
         .routes(routes!(crate::realtime::subscribe))
+        .routes(routes!(crate::devices::list))
         .split_for_parts();
     let openapi = Arc::new(openapi_json(openapi, config));
     let debug_routes = crate::debug::routes(state.debug_handles().clone());
     // Offline-first sync (litehouse-sync): push with producer id, epoch and sequence; pull
     // over the change feed.
-    let sync = litehouse_sync::router(state.store().clone());
+    // Device-token requests leave a heartbeat (and a push its rejections) on the way in.
+    let sync = litehouse_sync::router(state.store().clone()).layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::devices::track,
+    ));
     let router = router
         .route_service("/api/sync/push", sync.clone())
         .route_service("/api/sync/pull", sync)
@@ -294,6 +299,7 @@ mod tests {
         );
         check(Method::DELETE, "/api/collections/a", Some(Scope::Write));
         check(Method::GET, "/api/debug/db/stats", Some(Scope::Admin));
+        check(Method::GET, "/api/debug/sync/devices", Some(Scope::Admin));
         check(Method::GET, "/metrics", Some(Scope::Read));
         check(Method::GET, "/api/ready", None);
         check(Method::POST, "/api/sync/push", Some(Scope::Write));

@@ -8,6 +8,8 @@
 //! - [`ApiError`]: the one error shape `{status, code, message, details}`.
 //! - [`parse_list_query`]: the PostgREST-style list grammar.
 //! - [`TokenFile`] and [`Scope`]: API tokens, stored hashed.
+//! - [`Heartbeats`]: when each sync device was last seen, and what its pushes had rejected,
+//!   written through the engine's write buffer; `/api/debug/sync/devices` lists them.
 //! - [`debug_router`] over [`DebugHandles`]: engine stats, buffer flush, maintenance and
 //!   logs as a router any axum application can nest.
 //!
@@ -33,6 +35,7 @@ mod auth;
 mod config;
 mod dashboard;
 mod debug;
+mod devices;
 mod error;
 mod extract;
 mod metrics;
@@ -48,6 +51,9 @@ pub use auth::{
 };
 pub use config::ServerConfig;
 pub use debug::{DebugHandles, debug_router};
+pub use devices::{
+    HEARTBEAT_TABLE, HeartbeatStats, Heartbeats, ONLINE_WINDOW, REJECTION_TABLE, SyncRoute,
+};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, RawQuery};
 pub use query_params::{ListLimits, PathTypes, parse_list_query, path_types};

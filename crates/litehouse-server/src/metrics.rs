@@ -134,6 +134,24 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         let stats = buffer.stats();
         state.metrics().record(|| buffer_gauges(&stats));
     }
+    if let Some(heartbeats) = state.heartbeats() {
+        let stats = heartbeats.stats();
+        state.metrics().record(|| {
+            for (outcome, count) in [
+                ("recorded", stats.recorded),
+                ("dropped", stats.dropped),
+                ("failed", stats.failed),
+            ] {
+                counter!("litehouse_sync_heartbeats_total", "outcome" => outcome).absolute(count);
+            }
+            for (outcome, count) in [
+                ("recorded", stats.rejections_recorded),
+                ("dropped", stats.rejections_dropped),
+            ] {
+                counter!("litehouse_sync_rejections_total", "outcome" => outcome).absolute(count);
+            }
+        });
+    }
     if let Some(logs) = &handles.logs
         && let Ok(stats) = logs.stats().await
     {

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::app::app;
 use crate::config::ServerConfig;
 use crate::debug::DebugHandles;
+use crate::devices::Heartbeats;
 use crate::state::AppState;
 
 /// Where the served database lives: `sqlite:FILE` or `postgres://...[?schema=NAME]`.
@@ -273,13 +274,25 @@ impl Server {
             logs,
             local_addr,
         } = self;
+        // Heartbeats are bookkeeping: a server that cannot keep them (say another process
+        // holds the SQLite file's write lock past the busy budget) serves without them, and
+        // says so in its log and in /api/debug/sync/devices (`heartbeats: null`).
+        let heartbeats = match start_heartbeats(database.as_ref(), logs.as_ref()).await {
+            Ok(heartbeats) => Some(heartbeats),
+            Err(err) => {
+                tracing::warn!(error = %err, "sync heartbeats are off: their tables could not be set up");
+                None
+            }
+        };
         let debug = DebugHandles {
             database: database.clone(),
-            buffer: None,
+            buffer: heartbeats
+                .as_ref()
+                .map(|heartbeats| heartbeats.buffer().clone()),
             logs: logs.clone(),
             backup_dir: config.backup_dir.clone(),
         };
-        let state = AppState::new(store, debug, config);
+        let state = AppState::with_heartbeats(store, debug, config, heartbeats.clone());
         tracing::info!(%local_addr, "serving");
         // Realtime streams never finish on their own: end them when shutdown starts.
         let realtime = state.realtime().clone();
@@ -287,10 +300,17 @@ impl Server {
             shutdown.await;
             realtime.close();
         };
-        axum::serve(listener, app(state))
+        let served = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, served)
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("stopped accepting; closing the database");
+        // Before the database closes: the buffer's last flush writes into it.
+        if let Some(heartbeats) = heartbeats
+            && let Err(err) = heartbeats.stop().await
+        {
+            tracing::warn!(error = %err, "the last sync heartbeats were not written");
+        }
         if let Some(database) = database {
             database.close().await.map_err(ServeError::Close)?;
         }
@@ -299,6 +319,36 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The database sync heartbeats go to: the log database when there is one (server-local, on
+/// both backends, and its own file, so heartbeat flushes never queue behind data writes),
+/// else the SQLite store's engine, else (PostgreSQL without a log database) an in-memory
+/// database that lives as long as the server.
+async fn start_heartbeats(
+    database: Option<&litehouse::Database>,
+    logs: Option<&litehouse::LogDatabase>,
+) -> Result<Heartbeats, litehouse::Error> {
+    static MEMORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let db = match (logs, database) {
+        (Some(logs), _) => logs.database().clone(),
+        (None, Some(database)) => database.clone(),
+        (None, None) => {
+            let name = format!(
+                "litehouse-heartbeats-{}-{}",
+                std::process::id(),
+                MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            tokio::task::spawn_blocking(move || {
+                litehouse::Database::open_memory(&name, litehouse::Config::default())
+            })
+            .await
+            .map_err(|err| litehouse::Error::Panic {
+                message: format!("opening the heartbeat database: {err}"),
+            })??
+        }
+    };
+    Heartbeats::start(db, litehouse::BufferConfig::default()).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

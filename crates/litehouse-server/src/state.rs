@@ -7,6 +7,7 @@ use litehouse_docs::Store;
 use crate::auth::{Auth, TokenFile};
 use crate::config::ServerConfig;
 use crate::debug::DebugHandles;
+use crate::devices::Heartbeats;
 use crate::metrics::Metrics;
 use crate::query_params::ListLimits;
 
@@ -24,14 +25,27 @@ struct Inner {
     auth: Auth,
     list_limits: ListLimits,
     realtime: crate::realtime::Hub,
+    heartbeats: Option<Heartbeats>,
     config: ServerConfig,
 }
 
 impl AppState {
     /// State for serving `store` with `config`. `debug` holds the engine under a SQLite
     /// store (for `/metrics` and `/api/debug`), and optionally a write buffer and the log
-    /// database; leave `debug.database` `None` for PostgreSQL.
+    /// database; leave `debug.database` `None` for PostgreSQL. Sync heartbeats are not
+    /// recorded; see [`with_heartbeats`](AppState::with_heartbeats).
     pub fn new(store: Store, debug: DebugHandles, config: ServerConfig) -> AppState {
+        AppState::with_heartbeats(store, debug, config, None)
+    }
+
+    /// Like [`new`](AppState::new), recording the heartbeats and push rejections of
+    /// device-token sync requests in `heartbeats` (shown by `/api/debug/sync/devices`).
+    pub fn with_heartbeats(
+        store: Store,
+        debug: DebugHandles,
+        config: ServerConfig,
+        heartbeats: Option<Heartbeats>,
+    ) -> AppState {
         let ServerConfig {
             bind: _,
             admin_token,
@@ -67,6 +81,7 @@ impl AppState {
                 auth,
                 list_limits,
                 realtime: crate::realtime::Hub::new(*max_realtime_subscribers),
+                heartbeats,
                 config,
             }),
         }
@@ -94,6 +109,11 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Where sync heartbeats go, when they are recorded.
+    pub fn heartbeats(&self) -> Option<&Heartbeats> {
+        self.inner.heartbeats.as_ref()
     }
 
     pub(crate) fn auth(&self) -> &Auth {

@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/debug/db/{action}"),
     ("get", "/api/debug/logs"),
     ("get", "/api/debug/explain/{collection}"),
+    ("get", "/api/debug/sync/devices"),
     ("get", "/api/realtime"),
     ("post", "/api/sync/push"),
     ("get", "/api/sync/pull"),

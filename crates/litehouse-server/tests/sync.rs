@@ -182,3 +182,375 @@ async fn device_tokens_sync_only_as_their_device() {
     })
     .await;
 }
+
+/// The admin's view of the sync devices, after flushing the heartbeat buffer.
+async fn devices(server: &TestServer) -> Result<Json, Box<dyn std::error::Error + Send + Sync>> {
+    let flushed = server
+        .request(reqwest::Method::POST, "/api/debug/db/buffer/flush")
+        .bearer_auth(crate::util::ADMIN)
+        .send()
+        .await?;
+    expect_ok(flushed, 200).await;
+    let listed = server
+        .get("/api/debug/sync/devices")
+        .bearer_auth(crate::util::ADMIN)
+        .send()
+        .await?;
+    Ok(expect_ok(listed, 200).await)
+}
+
+fn device<'a>(list: &'a Json, id: &str) -> &'a Json {
+    list["devices"]
+        .as_array()
+        .and_then(|items| items.iter().find(|item| item["device"] == id))
+        .unwrap_or_else(|| panic!("{id} not listed: {list}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_heartbeats_coalesce_into_one_row_write_per_device() {
+    on_each_backend(|backend| async move {
+        let server = TestServer::start(&backend, ServerConfig::default()).await;
+        let file = TokenFile::new(server.dir.path().join("tokens.json"));
+        let (_, puller) = file.create_device("p", "hb-puller")?;
+        let (_, pusher) = file.create_device("q", "hb-pusher")?;
+        create_collection(&server, json!({"name": "notes"})).await?;
+        let before = devices(&server).await?;
+        assert_eq!(before["devices"], json!([]), "{before}");
+        let flushed_before = before["buffer"]["flushed"].as_u64().expect("flushed");
+
+        let started = now_ms();
+        let requests = 40_u64;
+        for _ in 0..requests {
+            let pulled = server
+                .get("/api/sync/pull")
+                .bearer_auth(&puller)
+                .header("user-agent", "till/1.0")
+                .send()
+                .await?;
+            expect_ok(pulled, 200).await;
+        }
+        let one = push("hb-pusher", 1, vec![(1, Op::Put, json!({"text": "a"}))]);
+        let pushed = server
+            .post("/api/sync/push", &one)
+            .bearer_auth(&pusher)
+            .send()
+            .await?;
+        expect_ok(pushed, 200).await;
+        // Requests without a device token leave no heartbeat.
+        let anonymous = server.get("/api/sync/pull").send().await?;
+        expect_ok(anonymous, 200).await;
+
+        let list = devices(&server).await?;
+        assert_eq!(list["devices"].as_array().map(Vec::len), Some(2), "{list}");
+        let heartbeats = &list["heartbeats"];
+        assert_eq!(heartbeats["recorded"], requests + 1, "{list}");
+        assert_eq!(
+            (heartbeats["dropped"].clone(), heartbeats["failed"].clone()),
+            (json!(0), json!(0))
+        );
+        // 41 heartbeats became at most one row write per device per flush.
+        let buffer = &list["buffer"];
+        let rows = buffer["flushed"].as_u64().expect("flushed") - flushed_before;
+        let flushes = buffer["flushes"].as_u64().expect("flushes");
+        assert!(
+            rows <= 2 * flushes,
+            "{rows} rows in {flushes} flushes: {list}"
+        );
+        assert!(
+            rows < requests / 2,
+            "{rows} row writes for {requests} requests: {list}"
+        );
+        assert!(
+            buffer["coalesced"].as_u64().expect("coalesced") >= requests + 1 - rows,
+            "{list}"
+        );
+
+        let puller_row = device(&list, "hb-puller");
+        let seen = puller_row["lastSeenMs"].as_i64().expect("last seen");
+        assert!(seen >= started && seen <= now_ms(), "{puller_row}");
+        assert_eq!(
+            puller_row["lastPullMs"], puller_row["lastSeenMs"],
+            "{puller_row}"
+        );
+        assert_eq!(puller_row["lastPushMs"], Json::Null, "{puller_row}");
+        assert_eq!(puller_row["online"], true, "{puller_row}");
+        assert_eq!(puller_row["userAgent"], "till/1.0", "{puller_row}");
+        assert!(
+            puller_row["remoteAddr"]
+                .as_str()
+                .is_some_and(|addr| addr.starts_with("127.0.0.1:")),
+            "{puller_row}"
+        );
+        // Pulled only: no push state.
+        assert_eq!(puller_row["lastSeq"], Json::Null, "{puller_row}");
+        let pusher_row = device(&list, "hb-pusher");
+        assert_eq!(
+            (pusher_row["epoch"].clone(), pusher_row["lastSeq"].clone()),
+            (json!(1), json!(1))
+        );
+        assert!(pusher_row["lastPushMs"].as_i64().is_some(), "{pusher_row}");
+
+        // Seen again later: last seen moves forward.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let later = now_ms();
+        let pulled = server
+            .get("/api/sync/pull")
+            .bearer_auth(&puller)
+            .send()
+            .await?;
+        expect_ok(pulled, 200).await;
+        let again = devices(&server).await?;
+        let moved = device(&again, "hb-puller")["lastSeenMs"]
+            .as_i64()
+            .expect("last seen");
+        assert!(moved >= later && moved > seen, "{moved} {seen}");
+
+        let metrics = server.get("/metrics").send().await?.text().await?;
+        assert!(
+            metrics.contains(&format!(
+                "litehouse_sync_heartbeats_total{{outcome=\"recorded\"}} {}",
+                requests + 2
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("litehouse_sync_heartbeats_total{outcome=\"dropped\"} 0"),
+            "{metrics}"
+        );
+        server.stop().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_route_lists_sequence_and_rejections_for_admins_only() {
+    on_each_backend(|backend| async move {
+        let server = TestServer::start(&backend, ServerConfig::default()).await;
+        let file = TokenFile::new(server.dir.path().join("tokens.json"));
+        let (_, till) = file.create_device("till", "till-7")?;
+        let (_, reader) = file.create("r", Scope::Read)?;
+        create_collection(&server, json!({"name": "notes"})).await?;
+
+        // Seq 2 targets a collection that does not exist: rejected, acknowledged.
+        let mut batch = push(
+            "till-7",
+            5,
+            vec![
+                (1, Op::Put, json!({"text": "a"})),
+                (2, Op::Put, json!({"text": "b"})),
+                (3, Op::Patch, json!({"done": true})),
+            ],
+        );
+        batch["entries"][1]["collection"] = json!("nope");
+        for _ in 0..2 {
+            // The second time every entry is a duplicate: nothing new is rejected.
+            let sent = server
+                .post("/api/sync/push", &batch)
+                .bearer_auth(&till)
+                .send()
+                .await?;
+            let acked: PushResponse = serde_json::from_value(expect_ok(sent, 200).await)?;
+            assert_eq!(acked.acked_seq, 3);
+        }
+        // A push with a non-device token: the device is known by its push state, never seen.
+        let other = push("till-8", 2, vec![(1, Op::Patch, json!({"x": 1}))]);
+        let sent = server.post("/api/sync/push", &other).send().await?;
+        expect_ok(sent, 200).await;
+
+        let list = devices(&server).await?;
+        let seven = device(&list, "till-7");
+        assert_eq!(
+            (seven["epoch"].clone(), seven["lastSeq"].clone()),
+            (json!(5), json!(3)),
+            "{seven}"
+        );
+        assert_eq!(seven["rejections"], 1, "{seven}");
+        assert_eq!(seven["lastRejection"]["seq"], 2, "{seven}");
+        assert_eq!(seven["lastRejection"]["opId"], "till-7-2", "{seven}");
+        assert!(
+            seven["lastRejection"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("nope")),
+            "{seven}"
+        );
+        assert!(seven["lastPushMs"].as_i64().is_some(), "{seven}");
+        assert_eq!(seven["lastPullMs"], Json::Null, "{seven}");
+        let eight = device(&list, "till-8");
+        assert_eq!(
+            (eight["epoch"].clone(), eight["lastSeq"].clone()),
+            (json!(2), json!(1)),
+            "{eight}"
+        );
+        assert_eq!(
+            (eight["lastSeenMs"].clone(), eight["online"].clone()),
+            (Json::Null, json!(false))
+        );
+        assert_eq!(eight["rejections"], 0, "{eight}");
+        assert_eq!(list["heartbeats"]["rejectionsRecorded"], 1, "{list}");
+
+        // Only the admin may look.
+        let anonymous = server.get("/api/debug/sync/devices").send().await?;
+        expect_error(anonymous, 401, "unauthorized").await;
+        let wrong = server
+            .get("/api/debug/sync/devices")
+            .bearer_auth("lh_not-a-token")
+            .send()
+            .await?;
+        expect_error(wrong, 401, "unauthorized").await;
+        let as_reader = server
+            .get("/api/debug/sync/devices")
+            .bearer_auth(&reader)
+            .send()
+            .await?;
+        expect_error(as_reader, 403, "forbidden").await;
+        let as_device = server
+            .get("/api/debug/sync/devices")
+            .bearer_auth(&till)
+            .send()
+            .await?;
+        expect_error(as_device, 403, "forbidden").await;
+        server.stop().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_heartbeat_buffer_drops_and_counts_but_sync_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = litehouse_docs::Store::open_sqlite(dir.path().join("app.db"))
+        .await
+        .expect("store");
+    let db = litehouse::Database::open_memory("full-heartbeats", litehouse::Config::default())
+        .expect("heartbeat database");
+    // Room for one device, and no flush in this test's lifetime.
+    let config = litehouse::BufferConfig {
+        max_buffer_size: 1,
+        flush_interval: std::time::Duration::from_secs(3600),
+        ..litehouse::BufferConfig::default()
+    };
+    let heartbeats = litehouse_server::Heartbeats::start(db, config)
+        .await
+        .expect("heartbeats");
+    let tokens = dir.path().join("tokens.json");
+    let file = TokenFile::new(&tokens);
+    let (_, first) = file.create_device("a", "full-a").expect("token");
+    let (_, second) = file.create_device("b", "full-b").expect("token");
+    let server_config = ServerConfig {
+        admin_token: crate::util::ADMIN.into(),
+        token_file: Some(tokens),
+        ..ServerConfig::default()
+    };
+    let debug = litehouse_server::DebugHandles::default();
+    let state = litehouse_server::AppState::with_heartbeats(
+        store,
+        debug,
+        server_config,
+        Some(heartbeats.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, litehouse_server::app(state))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let client = reqwest::Client::new();
+    for token in [&first, &first, &second, &second] {
+        let pulled = client
+            .get(format!("{base}/api/sync/pull"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("pull");
+        // A full buffer never fails or holds up the request.
+        assert_eq!(pulled.status(), 200);
+    }
+    let stats = heartbeats.stats();
+    assert_eq!(
+        (stats.recorded, stats.dropped, stats.failed),
+        (2, 2, 0),
+        "{stats:?}"
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("litehouse_sync_heartbeats_total{outcome=\"dropped\"} 2"),
+        "{metrics}"
+    );
+    let listed: Json = client
+        .get(format!("{base}/api/debug/sync/devices"))
+        .bearer_auth(crate::util::ADMIN)
+        .send()
+        .await
+        .expect("devices")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["heartbeats"]["dropped"], 2, "{listed}");
+    assert_eq!(listed["buffer"]["fullRejections"], 2, "{listed}");
+    let _ = stop.send(());
+    task.await.expect("task").expect("serve");
+    heartbeats.stop().await.expect("stop heartbeats");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_producers_pages_and_names_an_unreadable_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = litehouse_docs::Store::open_sqlite(dir.path().join("app.db"))
+        .await
+        .expect("store");
+    store
+        .transaction(|tx| async move {
+            for n in 0..5 {
+                let state = json!({"epoch": n, "last_seq": n * 10});
+                tx.meta_put("sync.producer", &format!("dev-{n}"), state)
+                    .await?;
+            }
+            tx.meta_put("sync.producer", "dev-bad", json!("not a state"))
+                .await
+        })
+        .await
+        .expect("seed");
+    let all = litehouse_sync::list_producers(&store, 100)
+        .await
+        .expect("list");
+    let devices: Vec<&str> = all.iter().map(|entry| entry.device.as_str()).collect();
+    assert_eq!(
+        devices,
+        ["dev-0", "dev-1", "dev-2", "dev-3", "dev-4", "dev-bad"]
+    );
+    assert_eq!(
+        all[3].state,
+        Some(litehouse_sync::ProducerState {
+            epoch: 3,
+            last_seq: 30
+        })
+    );
+    assert_eq!(all[5].state, None);
+    assert!(all[5].unreadable.is_some(), "{:?}", all[5]);
+    // At most `max`, in device order.
+    let first = litehouse_sync::list_producers(&store, 2)
+        .await
+        .expect("list");
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[1].device, "dev-1");
+}

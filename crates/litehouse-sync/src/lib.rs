@@ -14,6 +14,7 @@
 
 mod bench;
 mod device;
+mod devices;
 mod driver;
 mod fault_proxy;
 mod identity;
@@ -26,6 +27,7 @@ mod transport;
 
 pub use bench::{PullApplyReport, pull_apply};
 pub use device::{Device, DeviceConfig, DeviceError, DeviceStatus, SyncLogEntry};
+pub use devices::{ProducerEntry, list_producers};
 pub use driver::{DriverStopped, Replica, SyncDriver};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use machine::{

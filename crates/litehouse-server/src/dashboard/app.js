@@ -186,6 +186,72 @@ async function refreshLogs() {
   }
 }
 
+/** "3 s ago", "5 min ago", "2 h ago", or "never". */
+function ago(ms) {
+  if (ms == null) return "never";
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+/** Sync devices: /api/debug/sync/devices, one row per device, online ones first. */
+async function refreshDevices() {
+  const answer = await api("/api/debug/sync/devices");
+  const now = answer.serverTimeMs;
+  const since = (at) => (at == null ? null : now - at);
+  const devices = [...answer.devices].sort((a, b) =>
+    (b.online - a.online) || ((b.lastSeenMs || 0) - (a.lastSeenMs || 0)) || a.device.localeCompare(b.device));
+  const online = devices.filter((d) => d.online).length;
+  const hb = answer.heartbeats;
+  const lost = hb ? hb.dropped + hb.failed : 0;
+  const window = Math.round(answer.onlineWithinMs / 1000);
+  document.getElementById("devices-summary").textContent =
+    `${devices.length} device${devices.length === 1 ? "" : "s"} · ${online} online (seen within ${window} s)` +
+    (hb ? ` · ${number.format(hb.recorded)} heartbeats${lost ? ` · ${number.format(lost)} lost` : ""}` : " · heartbeats off");
+  const body = document.querySelector("#devices tbody");
+  body.innerHTML = "";
+  if (devices.length === 0) {
+    body.innerHTML = `<tr><td colspan="8" class="muted">no device has synced yet</td></tr>`;
+    return;
+  }
+  for (const d of devices) {
+    const row = body.insertRow();
+    row.dataset.device = d.device;
+    row.className = d.online ? "online" : "offline";
+    const name = row.insertCell();
+    const label = document.createElement("span");
+    label.className = "device";
+    label.title = d.online ? "online" : "offline";
+    label.innerHTML = `<span class="dot"></span>`;
+    label.append(d.device);
+    name.append(label);
+    for (const at of [d.lastSeenMs, d.lastPushMs, d.lastPullMs]) {
+      const cell = row.insertCell();
+      cell.className = "ago";
+      cell.textContent = ago(since(at));
+      if (at != null) cell.title = new Date(at).toLocaleString();
+    }
+    for (const value of [d.epoch, d.lastSeq]) {
+      const cell = row.insertCell();
+      cell.className = "num";
+      cell.textContent = value == null ? "–" : String(value);
+    }
+    const rejections = row.insertCell();
+    rejections.className = "num rejections";
+    const pill = document.createElement("span");
+    pill.className = d.rejections > 0 ? "pill bad" : "pill";
+    pill.textContent = number.format(d.rejections);
+    if (d.lastRejection) pill.title = `last: seq ${d.lastRejection.seq}: ${d.lastRejection.reason}`;
+    rejections.append(pill);
+    const client = row.insertCell();
+    client.className = "client";
+    client.textContent = [d.remoteAddr, d.userAgent].filter(Boolean).join(" · ") || "–";
+    if (d.stateError) client.textContent = `unreadable push state: ${d.stateError}`;
+  }
+}
+
 // Live changes: the /api/realtime Server-Sent Events stream, read with fetch because
 // EventSource cannot send the token header. It resumes from the last event id after a reset
 // or a dropped connection, so no change is skipped.
@@ -277,6 +343,9 @@ async function follow(collections) {
 }
 
 async function tick() {
+  refreshDevices().catch((error) => {
+    document.getElementById("devices-summary").textContent = `error: ${error.message}`;
+  });
   try {
     await refreshStats();
     document.getElementById("status").textContent = `connected · ${new Date().toLocaleTimeString()}`;
