@@ -2,3 +2,4 @@
 
 mod migrate;
 mod serve;
+mod sync_faults;
