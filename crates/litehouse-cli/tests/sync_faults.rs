@@ -125,7 +125,8 @@ impl ServeSpec {
             return Err(format!("no API line ({ready:?}); stderr: {stderr}"));
         }
         // Keep draining stdout so the server never blocks on a full pipe.
-        let stdout = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stdout =
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(ServeProc { child, stdout })
     }
 }
@@ -183,7 +184,7 @@ struct WireStats {
     /// Longest request seen (completed or aborted), with its route.
     longest: (Duration, Option<Route>),
     /// Start of every request open now, per connection.
-    open: HashMap<u64, (Instant, Route)>,
+    open: HashMap<u64, (Instant, Route, usize)>,
 }
 
 impl WireStats {
@@ -192,7 +193,7 @@ impl WireStats {
     }
 
     fn end(&mut self, conn: u64, completed: bool) {
-        let Some((started, route)) = self.open.remove(&conn) else {
+        let Some((started, route, _)) = self.open.remove(&conn) else {
             return;
         };
         let took = started.elapsed();
@@ -268,7 +269,7 @@ impl Wire {
         self.with(|s| {
             s.open
                 .values()
-                .map(|(started, route)| (started.elapsed(), Some(*route)))
+                .map(|(started, route, _)| (started.elapsed(), Some(*route)))
                 .fold(s.longest, |a, b| if b.0 > a.0 { b } else { a })
         })
     }
@@ -316,7 +317,10 @@ impl ResponseFraming {
                 l.strip_prefix("content-length:")
                     .and_then(|v| v.trim().parse::<usize>().ok())
             });
-            if head.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked")) {
+            if head
+                .lines()
+                .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"))
+            {
                 self.chunked_tail = Some(Vec::new());
             } else {
                 self.remaining = Some(length.unwrap_or(0));
@@ -376,7 +380,7 @@ async fn relay(client: TcpStream, upstream: SocketAddr, stats: Arc<Mutex<WireSta
                 if framing.is_none() {
                     let route = route_of(&cbuf[..n]);
                     let mut s = lock(&stats);
-                    s.open.insert(id, (Instant::now(), route));
+                    s.open.insert(id, (Instant::now(), route, 0));
                     let counts = s.counts(route);
                     counts.started += 1;
                     counts.open += 1;
@@ -392,6 +396,9 @@ async fn relay(client: TcpStream, upstream: SocketAddr, stats: Arc<Mutex<WireSta
                     Err(_) => { reset = true; break }
                     Ok(n) => n,
                 };
+                if let Some(open) = lock(&stats).open.get_mut(&id) {
+                    open.2 += n;
+                }
                 if cw.write_all(&sbuf[..n]).await.is_err() {
                     break;
                 }
@@ -415,11 +422,7 @@ async fn relay(client: TcpStream, upstream: SocketAddr, stats: Arc<Mutex<WireSta
 // Server-side views over HTTP
 // ---------------------------------------------------------------------------------------
 
-async fn pull_page(
-    http: &reqwest::Client,
-    base: &str,
-    query: &[(&str, &str)],
-) -> PullResponse {
+async fn pull_page(http: &reqwest::Client, base: &str, query: &[(&str, &str)]) -> PullResponse {
     let response = http
         .get(format!("{base}/api/sync/pull"))
         .bearer_auth(ADMIN)
@@ -541,7 +544,7 @@ fn device_config(dir: &Path, name: &str, url: &str, token: String, seed: u64) ->
     config.device_id = Some(name.to_owned());
     config.token = Some(token);
     config.sync = SyncConfig {
-        max_batch: 128,
+        max_batch: 32,
         base_backoff: 20,
         max_backoff: 300,
         poll_interval: 100,
@@ -624,7 +627,10 @@ impl Run {
                     .unwrap();
             } else {
                 let doc = device
-                    .create(COLLECTION, json!({ "by": name, "k": k, "pad": "x".repeat(64) }))
+                    .create(
+                        COLLECTION,
+                        json!({ "by": name, "k": k, "pad": "x".repeat(64) }),
+                    )
                     .await
                     .unwrap();
                 self.owned[i].push(doc.id);
@@ -647,14 +653,23 @@ impl Run {
     /// Waits until every push of the listed devices is acknowledged.
     async fn drained(&self, which: &[usize], what: &str) {
         for &i in which {
-            wait_for(&self.devices[i], what, QUIESCE_LIMIT, |s| s.sync.pending == 0).await;
+            wait_for(&self.devices[i], what, QUIESCE_LIMIT, |s| {
+                s.sync.pending == 0
+            })
+            .await;
         }
     }
 
     /// SIGKILL the server while a request to `route` is on the wire (after `after` more) and
     /// restart it after `down`. Returns whether a `route` request in flight died with the
     /// server (it may instead have got its answer out just before the kill).
-    async fn kill_during(&mut self, route: Route, after: Duration, down: Duration, what: &str) -> bool {
+    async fn kill_during(
+        &mut self,
+        route: Route,
+        after: Duration,
+        down: Duration,
+        what: &str,
+    ) -> bool {
         self.wire.wait_open(route, what).await;
         tokio::time::sleep(after).await;
         let before = self.wire.counts(route);
@@ -663,6 +678,17 @@ impl Run {
         // flight at the kill ends without its response.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let died = self.wire.counts(route).aborted > before.aborted;
+        if !died {
+            // E.g. the server had written its whole answer, still crossing the slowed wire.
+            self.wire.with(|s| {
+                for (route, (started, bytes)) in s.open.values().map(|(t, r, b)| (r, (t, b))) {
+                    eprintln!(
+                        "{what}: {route:?} open {:?} after the kill, {bytes} response bytes in",
+                        started.elapsed()
+                    );
+                }
+            });
+        }
         tokio::time::sleep(down).await;
         self.restart_server().await;
         died
@@ -678,17 +704,29 @@ impl Run {
         for i in 0..2 {
             self.write(i, writes).await;
         }
-        self.proxy.set_mode(FaultMode::Delay(Duration::from_millis(15)));
+        self.proxy
+            .set_mode(FaultMode::Delay(Duration::from_millis(15)));
         self.proxy.cut_all();
         for i in 0..2 {
             self.devices[i].resume().await.unwrap();
         }
         let first = self
-            .kill_during(Route::Push, delays[0], Duration::from_millis(200), "push, first kill")
+            .kill_during(
+                Route::Push,
+                delays[0],
+                Duration::from_millis(200),
+                "push, first kill",
+            )
             .await;
         let second = self
-            .kill_during(Route::Push, delays[1], Duration::from_millis(100), "push, second kill")
+            .kill_during(
+                Route::Push,
+                delays[1],
+                Duration::from_millis(100),
+                "push, second kill",
+            )
             .await;
+        eprintln!("push kills: request died with the server: {first}, {second}");
         assert!(first || second, "neither kill caught a push in flight");
         self.proxy.set_mode(FaultMode::Pass);
         self.drained(&[0, 1], "pushes after the kills").await;
@@ -707,15 +745,28 @@ impl Run {
         for i in 0..puller {
             self.devices[i].pause().await.unwrap();
         }
-        self.proxy.set_mode(FaultMode::Delay(Duration::from_millis(15)));
+        self.proxy
+            .set_mode(FaultMode::Delay(Duration::from_millis(15)));
         self.proxy.cut_all();
         self.devices[puller].resume().await.unwrap();
         let first = self
-            .kill_during(Route::Pull, delays[0], Duration::from_millis(200), "pull, first kill")
+            .kill_during(
+                Route::Pull,
+                delays[0],
+                Duration::from_millis(200),
+                "pull, first kill",
+            )
             .await;
         let second = self
-            .kill_during(Route::Pull, delays[1], Duration::from_millis(100), "pull, second kill")
+            .kill_during(
+                Route::Pull,
+                delays[1],
+                Duration::from_millis(100),
+                "pull, second kill",
+            )
             .await;
+        eprintln!("pull kills: request died with the server: {first}, {second}");
+
         assert!(first || second, "neither kill caught a pull in flight");
         self.proxy.set_mode(FaultMode::Pass);
         for i in 0..puller {
@@ -729,8 +780,14 @@ impl Run {
         let phases = [
             (FaultMode::Reset, 300),
             (FaultMode::Drop, 300),
-            (FaultMode::Hang, 2 * REQUEST_TIMEOUT.as_millis() as u64 + 300),
-            (FaultMode::BlackholeResponses, REQUEST_TIMEOUT.as_millis() as u64 + 500),
+            (
+                FaultMode::Hang,
+                2 * REQUEST_TIMEOUT.as_millis() as u64 + 300,
+            ),
+            (
+                FaultMode::BlackholeResponses,
+                REQUEST_TIMEOUT.as_millis() as u64 + 500,
+            ),
             (FaultMode::Delay(Duration::from_millis(5)), 300),
         ];
         for (mode, ms) in phases {
@@ -757,11 +814,16 @@ impl Run {
         let (head, per_origin) = server_feed(&self.http, &base).await;
         for device in &self.devices {
             device.force_sync().await.unwrap();
-            wait_for(device, "cursor at the server head, idle", QUIESCE_LIMIT, |s| {
-                s.sync.cursor.as_deref() == Some(head.as_str())
-                    && s.sync.pending == 0
-                    && s.sync.state == SyncState::Online
-            })
+            wait_for(
+                device,
+                "cursor at the server head, idle",
+                QUIESCE_LIMIT,
+                |s| {
+                    s.sync.cursor.as_deref() == Some(head.as_str())
+                        && s.sync.pending == 0
+                        && s.sync.state == SyncState::Online
+                },
+            )
             .await;
             assert_eq!(
                 device.stored_cursor().await.unwrap().as_deref(),
@@ -777,7 +839,10 @@ impl Run {
 
         // Exactly once: every origin once, and as many per device as it wrote.
         let twice: Vec<_> = per_origin.iter().filter(|(_, n)| **n != 1).collect();
-        assert!(twice.is_empty(), "changes applied more than once: {twice:?}");
+        assert!(
+            twice.is_empty(),
+            "changes applied more than once: {twice:?}"
+        );
         for (i, device) in self.devices.iter().enumerate() {
             let prefix = format!("sync:{}:", device.device_id());
             let applied = per_origin.keys().filter(|o| o.starts_with(&prefix)).count() as u64;
@@ -850,12 +915,18 @@ async fn scenario(dir: PathBuf, db: String) {
     for i in 0..3 {
         run.write(i, 20).await;
     }
-    run.kill_mid_push(300, [Duration::from_millis(0), Duration::from_millis(40)])
+    let lap = |what: &str| eprintln!("{what} at {:?}", started.elapsed());
+    lap("online writes");
+    run.kill_mid_push(150, [Duration::from_millis(0), Duration::from_millis(40)])
         .await;
-    run.kill_mid_pull(600, [Duration::from_millis(10), Duration::from_millis(200)])
+    lap("mid-push kills");
+    run.kill_mid_pull(300, [Duration::from_millis(10), Duration::from_millis(60)])
         .await;
+    lap("mid-pull kills");
     run.fault_modes(5).await;
+    lap("fault modes");
     run.check().await;
+    lap("checks");
     // The hang phase made requests run into their timeout: the check above measured them.
     let (longest, _) = run.wire.longest();
     assert!(
