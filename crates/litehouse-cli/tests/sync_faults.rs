@@ -920,7 +920,7 @@ async fn scenario(dir: PathBuf, db: String) {
     run.kill_mid_push(150, [Duration::from_millis(0), Duration::from_millis(40)])
         .await;
     lap("mid-push kills");
-    run.kill_mid_pull(300, [Duration::from_millis(10), Duration::from_millis(60)])
+    run.kill_mid_pull(300, [Duration::from_millis(0), Duration::from_millis(60)])
         .await;
     lap("mid-pull kills");
     run.fault_modes(5).await;
@@ -945,7 +945,8 @@ async fn scenario(dir: PathBuf, db: String) {
 }
 
 /// The long run: a random plan of kills (mid-push, mid-pull, at random moments), fault modes
-/// and writes, with random kill timings; the seed is printed.
+/// and writes, with random kill timings; the seed is printed. `LITEHOUSE_SYNC_FAULT_SEED`
+/// replays a seed, `LITEHOUSE_SYNC_FAULT_ROUNDS` (default 40) sets the length.
 async fn long_scenario(dir: PathBuf, db: String) {
     let seed = std::env::var("LITEHOUSE_SYNC_FAULT_SEED")
         .ok()
@@ -959,17 +960,25 @@ async fn long_scenario(dir: PathBuf, db: String) {
         });
     eprintln!("sync faults (long): seed {seed} (LITEHOUSE_SYNC_FAULT_SEED to replay)");
     let mut run = Run::start(&dir, db, 3, seed).await;
-    for round in 0..12 {
+    let rounds: u32 = std::env::var("LITEHOUSE_SYNC_FAULT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    for round in 0..rounds {
         let choice = run.rng.below(4);
         let d = |rng: &mut Rng| Duration::from_millis(rng.below(250));
         match choice {
             0 => {
-                let delays = [d(&mut run.rng), d(&mut run.rng)];
+                // The first kill lands before the slowed wire delivers the request (so
+                // the phase always catches one in flight); the second anywhere.
+                let delays = [Duration::from_millis(run.rng.below(10)), d(&mut run.rng)];
                 let n = 50 + run.rng.below(400);
                 run.kill_mid_push(n, delays).await;
             }
             1 => {
-                let delays = [d(&mut run.rng), d(&mut run.rng)];
+                // The first kill lands before the slowed wire delivers the request (so
+                // the phase always catches one in flight); the second anywhere.
+                let delays = [Duration::from_millis(run.rng.below(10)), d(&mut run.rng)];
                 let n = 200 + run.rng.below(800);
                 run.kill_mid_pull(n, delays).await;
             }
@@ -1066,13 +1075,13 @@ async fn server_killed_mid_push_and_mid_pull_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long randomized run (minutes); set LITEHOUSE_SYNC_FAULT_SEED to replay a seed"]
+#[ignore = "long randomized run (minutes); LITEHOUSE_SYNC_FAULT_SEED replays a seed"]
 async fn server_kills_randomized_long_sqlite() {
     on_sqlite(long_scenario).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long randomized run (minutes); set LITEHOUSE_SYNC_FAULT_SEED to replay a seed"]
+#[ignore = "long randomized run (minutes); LITEHOUSE_SYNC_FAULT_SEED replays a seed"]
 async fn server_kills_randomized_long_postgres() {
     on_postgres(long_scenario).await;
 }
