@@ -287,6 +287,19 @@ impl Wire {
         }
     }
 
+    /// Waits until no request to `route` is open (e.g. after [`FaultProxy::cut_all`], so a
+    /// request cut there is not taken for a new one).
+    async fn wait_closed(&self, route: Route) {
+        let started = Instant::now();
+        while self.counts(route).open > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{route:?} requests still open 10 s after a cut"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.task.await.unwrap();
@@ -559,7 +572,8 @@ fn device_config(dir: &Path, name: &str, url: &str, token: String, seed: u64) ->
 impl Run {
     async fn start(dir: &Path, db: String, devices: usize, seed: u64) -> Run {
         // A free port the server then binds on every (re)start.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind("127.0.0.1:0")
+            .await
             .unwrap()
             .local_addr()
             .unwrap()
@@ -607,7 +621,7 @@ impl Run {
         }
     }
 
-    /// `n` writes on device `i`: mostly creates, some patches, and (every tenth) a delete, all
+    /// `n` writes on device `i`: mostly creates, some patches, and (one in ten) a delete, all
     /// on the device's own documents.
     async fn write(&mut self, i: usize, n: u64) {
         let name = self.devices[i].device_id().to_owned();
@@ -707,6 +721,7 @@ impl Run {
         self.proxy
             .set_mode(FaultMode::Delay(Duration::from_millis(15)));
         self.proxy.cut_all();
+        self.wire.wait_closed(Route::Push).await;
         for i in 0..2 {
             self.devices[i].resume().await.unwrap();
         }
@@ -748,6 +763,7 @@ impl Run {
         self.proxy
             .set_mode(FaultMode::Delay(Duration::from_millis(15)));
         self.proxy.cut_all();
+        self.wire.wait_closed(Route::Pull).await;
         self.devices[puller].resume().await.unwrap();
         let first = self
             .kill_during(
