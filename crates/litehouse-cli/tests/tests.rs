@@ -3,3 +3,4 @@
 mod demo;
 mod migrate;
 mod serve;
+mod sync_faults;
