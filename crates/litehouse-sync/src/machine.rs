@@ -255,6 +255,8 @@ enum Inflight {
     Push {
         req: u64,
         deadline: Millis,
+        /// Entries in the push.
+        entries: usize,
     },
     Pull {
         req: u64,
@@ -288,6 +290,10 @@ pub struct SyncMachine {
     consecutive_failures: u32,
     total_retries: u64,
     rejected_total: u64,
+    /// Most entries in the next push: [`SyncConfig::max_batch`], halved after each push that
+    /// timed out and doubled back after each that succeeded, so a batch the server cannot
+    /// apply within the request timeout shrinks until one can.
+    push_batch: usize,
 }
 
 impl SyncMachine {
@@ -302,6 +308,7 @@ impl SyncMachine {
         acked_seq: u64,
     ) -> Self {
         let rng = config.jitter_seed ^ 0x9e37_79b9_7f4a_7c15;
+        let push_batch = config.max_batch.max(1);
         SyncMachine {
             config,
             device: device.into(),
@@ -325,6 +332,7 @@ impl SyncMachine {
             consecutive_failures: 0,
             total_retries: 0,
             rejected_total: 0,
+            push_batch,
         }
     }
 
@@ -511,6 +519,10 @@ impl SyncMachine {
                     self.fail(now, "push-failed", msg, out);
                 } else {
                     self.consecutive_failures = 0;
+                    self.push_batch = self
+                        .push_batch
+                        .saturating_mul(2)
+                        .min(self.config.max_batch.max(1));
                     self.ack(now, resp.acked_seq, resp.rejected, out);
                 }
             }
@@ -641,17 +653,28 @@ impl SyncMachine {
 
     fn drive(&mut self, now: Millis, out: &mut Vec<Action>) {
         if let Some(inflight) = self.inflight {
-            let (deadline, push) = match inflight {
-                Inflight::Push { deadline, .. } => (deadline, true),
-                Inflight::Pull { deadline, .. } => (deadline, false),
+            let (deadline, pushed) = match inflight {
+                Inflight::Push {
+                    deadline, entries, ..
+                } => (deadline, Some(entries)),
+                Inflight::Pull { deadline, .. } => (deadline, None),
             };
             if now < deadline {
                 out.push(Action::SleepUntil(deadline));
                 return;
             }
             self.inflight = None;
-            let kind = if push { "push-failed" } else { "pull-failed" };
-            self.fail(now, kind, "request timed out".into(), out);
+            let kind = if pushed.is_some() {
+                "push-failed"
+            } else {
+                "pull-failed"
+            };
+            let mut message = String::from("request timed out");
+            if let Some(entries) = pushed.filter(|&n| n > 1) {
+                self.push_batch = entries / 2;
+                message = format!("{message}; next push carries at most {}", self.push_batch);
+            }
+            self.fail(now, kind, message, out);
         }
         if self.paused || !self.network_up {
             return;
@@ -669,7 +692,7 @@ impl SyncMachine {
             let entries: Vec<OutboxEntry> = self
                 .pending
                 .iter()
-                .take(self.config.max_batch.max(1))
+                .take(self.push_batch.clamp(1, self.config.max_batch.max(1)))
                 .map(|(e, _)| e.clone())
                 .collect();
             let request = PushRequest {
@@ -679,7 +702,11 @@ impl SyncMachine {
                 last_seq: entries[entries.len() - 1].seq,
                 entries,
             };
-            self.inflight = Some(Inflight::Push { req, deadline });
+            self.inflight = Some(Inflight::Push {
+                req,
+                deadline,
+                entries: request.entries.len(),
+            });
             out.push(Action::SendPush {
                 req,
                 request,

@@ -36,9 +36,31 @@ pub const MAX_PULL_PAGE: usize = 1_000;
 /// The sync routes over `store`.
 pub fn router(store: Store) -> Router {
     Router::new()
-        .route("/api/sync/push", post(push))
+        .route("/api/sync/push", post(push_to_the_end))
         .route("/api/sync/pull", get(pull))
         .with_state(store)
+}
+
+/// Runs [`push`] in a task of its own, so that a device that stops waiting (its request
+/// timeout, a dropped connection) does not cancel a push half way: the push commits, and the
+/// device's retry of the same batch is a cheap duplicate. Cancelled with the connection
+/// instead, a batch that takes longer than the device waits would roll back and be sent
+/// again, unchanged, forever. A panic in the push is answered 500 and logged.
+async fn push_to_the_end(
+    state: State<Store>,
+    identity: Option<axum::Extension<DeviceIdentity>>,
+    body: axum::body::Bytes,
+) -> Response {
+    match tokio::spawn(push(state, identity, body)).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::error!(error = %err, "a sync push task failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the push failed on the server; it is retried".into(),
+            )
+        }
+    }
 }
 
 /// The device a server authenticated the request as (a per-device token), put into the

@@ -497,3 +497,71 @@ fn config_and_status_serialize() {
     assert_eq!(v["pending"], 0);
     assert_eq!(v["cursor"], "c0");
 }
+
+/// A batch the server cannot apply within the request timeout shrinks by half after each
+/// timeout until one gets through, then grows back after each acknowledged push.
+#[test]
+fn a_push_that_times_out_is_retried_with_half_the_batch() {
+    let clock = uhlc::HLC::default();
+    let mut m = SyncMachine::new(
+        SyncConfig {
+            max_batch: 8,
+            ..config()
+        },
+        "dev-1",
+        1,
+        Some("c0".into()),
+        0,
+    );
+    m.handle(0, Event::Pause);
+    for seq in 1..=20 {
+        m.handle(1, Event::LocalWrite(entry(&clock, seq)));
+    }
+    let mut now = 10;
+    let mut a = m.handle(now, Event::Resume);
+    let mut sizes = Vec::new();
+    // Three timeouts: 8, 4, 2 entries; then 1.
+    for _ in 0..3 {
+        let (_, first, last) = push_of(&a).expect("a push");
+        sizes.push(last - first + 1);
+        now += 2_000;
+        let timed_out = m.handle(now, Event::Timer);
+        assert!(push_of(&timed_out).is_none());
+        now = sleep_of(&timed_out).expect("backoff");
+        a = m.handle(now, Event::Timer);
+    }
+    let (req, first, last) = push_of(&a).expect("a push");
+    sizes.push(last - first + 1);
+    assert_eq!(sizes, [8, 4, 2, 1]);
+    assert!(
+        m.status(now)
+            .last_error
+            .is_some_and(|e| e.contains("at most 1")),
+        "{:?}",
+        m.status(now).last_error
+    );
+    // Acknowledged: the next batch is twice as large, and so on up to max_batch.
+    let mut acked = last;
+    let mut result = Ok(PushResponse {
+        acked_seq: acked,
+        rejected: vec![],
+    });
+    let mut grown = Vec::new();
+    let mut req = req;
+    while acked < 20 {
+        let a = m.handle(now + 1, Event::PushResult { req, result });
+        let Some((next, first, last)) = push_of(&a) else {
+            break;
+        };
+        assert_eq!(first, acked + 1);
+        grown.push(last - first + 1);
+        acked = last;
+        req = next;
+        result = Ok(PushResponse {
+            acked_seq: acked,
+            rejected: vec![],
+        });
+        now += 1;
+    }
+    assert_eq!(grown, [2, 4, 8, 5]);
+}
