@@ -21,6 +21,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut all = workloads();
     all.extend(crate::bench_http::workloads());
     all.extend(crate::bench_realtime::workloads());
+    all.extend(crate::bench_sync::workloads());
     if list {
         for workload in &all {
             println!("{}  {}", workload.id, workload.title);
@@ -33,13 +34,15 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         let known: Vec<&str> = all.iter().map(|w| w.id).collect();
         for id in &wanted {
             anyhow::ensure!(
-                known.iter().any(|k| k.eq_ignore_ascii_case(id)),
-                "unknown workload {id}: choose from {} (see --list)",
-                known.join(", ")
+                known.iter().any(|k| k.eq_ignore_ascii_case(id))
+                    || GROUPS.iter().any(|(group, _)| group.eq_ignore_ascii_case(id)),
+                "unknown workload {id}: choose from {} or a group ({}) (see --list)",
+                known.join(", "),
+                GROUPS.map(|(group, _)| group).join(", ")
             );
         }
         all.into_iter()
-            .filter(|w| wanted.iter().any(|id| id.eq_ignore_ascii_case(w.id)))
+            .filter(|w| wanted.iter().any(|id| selects(id, w.id)))
             .collect()
     };
     let scratch =
@@ -95,6 +98,17 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     progress.finish_and_clear();
     Ok(())
+}
+
+/// Names that select a family of workloads: (group, id prefix).
+const GROUPS: [(&str, &str); 1] = [("sync", "S")];
+
+/// Whether `wanted` (a workload id or a group name from `--workload`) selects workload `id`.
+fn selects(wanted: &str, id: &str) -> bool {
+    wanted.eq_ignore_ascii_case(id)
+        || GROUPS.iter().any(|(group, prefix)| {
+            group.eq_ignore_ascii_case(wanted) && id.starts_with(prefix)
+        })
 }
 
 /// Each measurement's ops/s divided by the reference implementation's at the same thread

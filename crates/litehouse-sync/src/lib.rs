@@ -24,7 +24,7 @@ mod replica;
 mod server;
 mod transport;
 
-pub use bench::{PullApplyReport, pull_apply};
+pub use bench::{PullApplyReport, pull_apply, push_requests};
 pub use device::{Device, DeviceConfig, DeviceError, DeviceStatus, SyncLogEntry};
 pub use driver::{DriverStopped, Replica, SyncDriver};
 pub use fault_proxy::{FaultMode, FaultProxy};
