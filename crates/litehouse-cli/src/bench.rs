@@ -35,7 +35,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         for id in &wanted {
             anyhow::ensure!(
                 known.iter().any(|k| k.eq_ignore_ascii_case(id))
-                    || GROUPS.iter().any(|(group, _)| group.eq_ignore_ascii_case(id)),
+                    || GROUPS
+                        .iter()
+                        .any(|(group, _)| group.eq_ignore_ascii_case(id)),
                 "unknown workload {id}: choose from {} or a group ({}) (see --list)",
                 known.join(", "),
                 GROUPS.map(|(group, _)| group).join(", ")
@@ -106,9 +108,9 @@ const GROUPS: [(&str, &str); 1] = [("sync", "S")];
 /// Whether `wanted` (a workload id or a group name from `--workload`) selects workload `id`.
 fn selects(wanted: &str, id: &str) -> bool {
     wanted.eq_ignore_ascii_case(id)
-        || GROUPS.iter().any(|(group, prefix)| {
-            group.eq_ignore_ascii_case(wanted) && id.starts_with(prefix)
-        })
+        || GROUPS
+            .iter()
+            .any(|(group, prefix)| group.eq_ignore_ascii_case(wanted) && id.starts_with(prefix))
 }
 
 /// Each measurement's ops/s divided by the reference implementation's at the same thread

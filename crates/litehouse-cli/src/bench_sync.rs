@@ -27,7 +27,7 @@ use litehouse_docs::{CollectionSpec, Store};
 use litehouse_server::ServerConfig;
 use litehouse_sync::{Device, DeviceConfig, PushRequest, PushResponse, SyncConfig};
 
-use crate::bench_http::BenchStore;
+use crate::bench_http::{BenchStore, process_cpu};
 
 const COLLECTION: &str = "bench";
 /// Devices (or pushers) of the concurrent rows.
@@ -66,7 +66,11 @@ enum Kind {
     Pull,
 }
 
-fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement), kind: Kind) -> anyhow::Result<()> {
+fn run(
+    options: &BenchOptions,
+    report: &mut dyn FnMut(Measurement),
+    kind: Kind,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("lh-bench-sync")
@@ -76,6 +80,8 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement), kind: Kind) 
         // The apply path alone: no server involved.
         let changes = options.pick(20_000, 100_000);
         let path = options.db_path("S3-apply");
+        // No CPU figure here: the device's writer thread has exited (and its time left
+        // /proc/self/task) when pull_apply returns.
         let measured = runtime
             .block_on(litehouse_sync::pull_apply(&path, changes))
             .context("pull apply")?;
@@ -83,7 +89,10 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement), kind: Kind) 
             Measurement::new("S3", "device-apply", 1, measured.changes, 0, measured.elapsed)
                 .with_note(format!(
                     "apply only, local SQLite: {} changes in pages of {} (one transaction each, cursor included); creates {:.0}/s, replaces {:.0}/s",
-                    measured.changes, measured.batch, measured.creates_per_sec, measured.replaces_per_sec
+                    measured.changes,
+                    measured.batch,
+                    measured.creates_per_sec,
+                    measured.replaces_per_sec,
                 )),
         );
     }
@@ -99,10 +108,18 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement), kind: Kind) 
         };
         match kind {
             Kind::DevicePush => {
-                let per_device = [
-                    (1, options.pick(4_096, 40_000)),
-                    (MANY, options.pick(512, 4_096)),
-                ];
+                // PostgreSQL applies a push entry by entry, each statement a round trip: far
+                // fewer changes keep its runs as long as SQLite's.
+                let per_device = match pg {
+                    None => [
+                        (1, options.pick(4_096, 40_000)),
+                        (MANY, options.pick(512, 4_096)),
+                    ],
+                    Some(_) => [
+                        (1, options.pick(1_024, 8_192)),
+                        (MANY, options.pick(64, 512)),
+                    ],
+                };
                 for (devices, changes) in per_device {
                     let measured = runtime
                         .block_on(device_push(options, pg.as_deref(), devices, changes))
@@ -111,10 +128,16 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement), kind: Kind) 
                 }
             }
             Kind::RawPush => {
-                let per_pusher = [
-                    (1, options.pick(8_192, 100_000)),
-                    (MANY, options.pick(1_024, 8_192)),
-                ];
+                let per_pusher = match pg {
+                    None => [
+                        (1, options.pick(8_192, 100_000)),
+                        (MANY, options.pick(1_024, 8_192)),
+                    ],
+                    Some(_) => [
+                        (1, options.pick(1_024, 8_192)),
+                        (MANY, options.pick(128, 1_024)),
+                    ],
+                };
                 for (pushers, changes) in per_pusher {
                     let measured = runtime
                         .block_on(raw_push(options, pg.as_deref(), pushers, changes))
@@ -123,7 +146,10 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement), kind: Kind) 
                 }
             }
             Kind::Pull => {
-                let changes = options.pick(10_000, 100_000);
+                let changes = match pg {
+                    None => options.pick(10_000, 100_000),
+                    Some(_) => options.pick(2_000, 10_000),
+                };
                 let measured = runtime
                     .block_on(device_pull(options, pg.as_deref(), changes))
                     .with_context(|| format!("{name}, pull"))?;
@@ -142,6 +168,8 @@ struct Run {
     elapsed: Duration,
     /// Retries (failed requests) the clients made.
     retries: u64,
+    /// CPU time this process (server and clients) spent in the timed window.
+    cpu: Option<Duration>,
     note: String,
 }
 
@@ -155,7 +183,25 @@ impl Run {
             self.retries,
             self.elapsed,
         )
-        .with_note(self.note.clone())
+        .with_note(format!("{}{}", self.note, cpu_note(self.cpu, self.changes)))
+    }
+}
+
+/// CPU time of this process since `before` (see [`process_cpu`]).
+fn cpu_since(before: Option<Duration>) -> Option<Duration> {
+    Some(process_cpu()?.saturating_sub(before?))
+}
+
+/// `, CPU <µs>/change (<n> changes per CPU-second)`: robust to a machine shared with other
+/// work, unlike changes/s.
+fn cpu_note(cpu: Option<Duration>, changes: u64) -> String {
+    match cpu {
+        Some(cpu) if changes > 0 && !cpu.is_zero() => format!(
+            "; process CPU {:.1} µs/change, {:.0} changes per CPU-second",
+            cpu.as_secs_f64() * 1e6 / changes as f64,
+            changes as f64 / cpu.as_secs_f64()
+        ),
+        _ => String::new(),
     }
 }
 
@@ -230,7 +276,10 @@ async fn device_push(
     devices: usize,
     per_device: u64,
 ) -> anyhow::Result<Run> {
-    let run = format!("S1-{}-x{devices}", if pg.is_some() { "pg" } else { "sqlite" });
+    let run = format!(
+        "S1-{}-x{devices}",
+        if pg.is_some() { "pg" } else { "sqlite" }
+    );
     let served = Served::start(options, pg, &run).await?;
     let url = served.url();
     let outcome = async {
@@ -271,18 +320,25 @@ async fn device_push(
             let pending = device.status().await?.sync.pending as u64;
             anyhow::ensure!(pending == per_device, "a device has {pending} pending entries, not {per_device}");
         }
+        let cpu_before = process_cpu();
         let started = Instant::now();
         for device in &devices_ready {
             device.resume().await?;
         }
-        let mut retries = 0;
-        loop {
+        let mut done = vec![false; devices_ready.len()];
+        let retries = loop {
             let mut pending = 0;
-            retries = 0;
-            for device in &devices_ready {
+            let mut retries = 0;
+            for (device, done) in devices_ready.iter().zip(&mut done) {
                 let status = device.status().await?.sync;
                 pending += status.pending;
                 retries += status.total_retries;
+                if status.pending == 0 && !*done {
+                    // Offline again once its outbox is empty: the devices still pushing
+                    // are measured, not the pulls of the ones that finished.
+                    device.pause().await?;
+                    *done = true;
+                }
                 anyhow::ensure!(
                     status.rejected_total == 0,
                     "the server rejected entries: {:?}",
@@ -290,7 +346,7 @@ async fn device_push(
                 );
             }
             if pending == 0 {
-                break;
+                break retries;
             }
             anyhow::ensure!(
                 started.elapsed() < LIMIT,
@@ -298,8 +354,9 @@ async fn device_push(
                 devices_ready[0].status().await?.sync.last_error
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        };
         let elapsed = started.elapsed();
+        let cpu = cpu_since(cpu_before);
         for device in devices_ready {
             device.stop().await;
         }
@@ -309,8 +366,9 @@ async fn device_push(
             changes: total,
             elapsed,
             retries,
+            cpu,
             note: format!(
-                "{total} changes ({per_device} per device) written offline at {write_rate:.0}/s (not timed), pushed in batches of {}; timed from resume to pending = 0 on every device, device work included",
+                "{total} changes ({per_device} per device) written offline at {write_rate:.0}/s (not timed), pushed in batches of {}; timed from resume to pending = 0 on every device, device work included (a device whose outbox is empty starts a pull at once, as devices do; the bench takes it offline within ms, but the server may read that first pull page meanwhile)",
                 SyncConfig::default().max_batch
             ),
         })
@@ -373,24 +431,28 @@ async fn raw_push(
     pushers: usize,
     per_pusher: u64,
 ) -> anyhow::Result<Run> {
-    let run = format!("S2-{}-x{pushers}", if pg.is_some() { "pg" } else { "sqlite" });
+    let run = format!(
+        "S2-{}-x{pushers}",
+        if pg.is_some() { "pg" } else { "sqlite" }
+    );
     let served = Served::start(options, pg, &run).await?;
     let outcome = push_raw_into(&served, pushers, per_pusher).await;
     let outcome = match outcome {
-        Ok((elapsed, retries)) => served
+        Ok(pushed) => served
             .expect_documents(per_pusher * pushers as u64)
             .await
-            .map(|()| (elapsed, retries)),
+            .map(|()| pushed),
         Err(err) => Err(err),
     };
     served.stop().await?;
-    let (elapsed, retries) = outcome?;
+    let (elapsed, retries, cpu) = outcome?;
     let batch = SyncConfig::default().max_batch;
     Ok(Run {
         clients: pushers,
         changes: per_pusher * pushers as u64,
         elapsed,
         retries,
+        cpu,
         note: format!(
             "{} changes ({per_pusher} per pusher) in PushRequests of {batch}, bodies prebuilt; each pusher waits for its ack before the next batch",
             per_pusher * pushers as u64
@@ -398,12 +460,13 @@ async fn raw_push(
     })
 }
 
-/// Pushes into a running server; (time from the first request to the last ack, retries).
+/// Pushes into a running server; (time from the first request to the last ack, retries,
+/// process CPU in that time).
 async fn push_raw_into(
     served: &Served,
     pushers: usize,
     per_pusher: u64,
-) -> anyhow::Result<(Duration, u64)> {
+) -> anyhow::Result<(Duration, u64, Option<Duration>)> {
     let url = format!("{}/api/sync/push", served.url());
     let batch = SyncConfig::default().max_batch;
     let mut prepared = Vec::with_capacity(pushers);
@@ -425,6 +488,7 @@ async fn push_raw_into(
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (bodies, last) in prepared {
@@ -434,12 +498,16 @@ async fn push_raw_into(
     while let Some(joined) = tasks.join_next().await {
         retries += joined??;
     }
-    Ok((started.elapsed(), retries))
+    Ok((started.elapsed(), retries, cpu_since(cpu_before)))
 }
 
 /// A server holding `changes` documents (pushed by raw pushers, not timed); a fresh device
 /// resumes and pulls until its local collection holds them all.
-async fn device_pull(options: &BenchOptions, pg: Option<&str>, changes: u64) -> anyhow::Result<Run> {
+async fn device_pull(
+    options: &BenchOptions,
+    pg: Option<&str>,
+    changes: u64,
+) -> anyhow::Result<Run> {
     let run = format!("S3-{}", if pg.is_some() { "pg" } else { "sqlite" });
     let served = Served::start(options, pg, &run).await?;
     let outcome = async {
@@ -447,6 +515,7 @@ async fn device_pull(options: &BenchOptions, pg: Option<&str>, changes: u64) -> 
         served.expect_documents(changes).await?;
         let config = device_config(options, &format!("{run}-device"), &served.url(), 99);
         let device = Device::open(config).await?;
+        let cpu_before = process_cpu();
         let started = Instant::now();
         device.resume().await?;
         loop {
@@ -463,6 +532,7 @@ async fn device_pull(options: &BenchOptions, pg: Option<&str>, changes: u64) -> 
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let elapsed = started.elapsed();
+        let cpu = cpu_since(cpu_before);
         let retries = device.status().await?.sync.total_retries;
         device.stop().await;
         anyhow::Ok(Run {
@@ -470,6 +540,7 @@ async fn device_pull(options: &BenchOptions, pg: Option<&str>, changes: u64) -> 
             changes,
             elapsed,
             retries,
+            cpu,
             note: format!(
                 "{changes} changes pulled over HTTP in pages of {} and applied by a fresh device (server read + transport + apply); timed from resume until the local count is complete",
                 litehouse_sync::MAX_PULL_PAGE

@@ -131,7 +131,8 @@ pub fn push_requests(
 ) -> Vec<PushRequest> {
     // A clock id per device (never 0, which uhlc refuses).
     let id = uhlc::ID::from(
-        std::num::NonZeroU128::new(u128::from(device_index) + 1).unwrap_or(std::num::NonZeroU128::MIN),
+        std::num::NonZeroU128::new(u128::from(device_index) + 1)
+            .unwrap_or(std::num::NonZeroU128::MIN),
     );
     let clock = uhlc::HLCBuilder::new().with_id(id).build();
     let entries: Vec<OutboxEntry> = (1..=changes)
