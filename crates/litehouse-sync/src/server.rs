@@ -10,7 +10,7 @@
 //! rejected (acknowledged, not applied), so a batch with k bad entries runs k+1 times. This
 //! works on both engines (a failed statement aborts a PostgreSQL transaction).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use axum::Json;
@@ -173,6 +173,7 @@ async fn push(
                     }
                 }
                 let mut new_marks: Vec<(String, serde_json::Value)> = Vec::new();
+                let mut checked: HashSet<String> = HashSet::new();
                 let mut rejections = Vec::new();
                 for (e, key) in entries.iter().zip(keys) {
                     if let Some(reason) = known.get(&e.seq) {
@@ -196,10 +197,23 @@ async fn push(
                     }
                     // A document with a mark was written through sync before: most likely it
                     // exists, so a put tries the replace first.
-                    let marked = known_mark.is_some();
+                    let mut likely_exists = known_mark.is_some();
+                    // The first entry of each collection reads its document: a missing
+                    // collection is then a typed error (a rejection), not a failed statement.
+                    if !checked.contains(&e.collection) {
+                        match tx.get(&e.collection, &e.doc_id).await {
+                            Ok(_) => likely_exists = true,
+                            Err(DocError::NotFound { .. }) => likely_exists = false,
+                            Err(err) if is_rejection(&err) => {
+                                return Ok(Outcome::Reject(e.seq, err.to_string()));
+                            }
+                            Err(err) => return Err(err),
+                        }
+                        checked.insert(e.collection.clone());
+                    }
                     tx.set_origin(&sync_origin(&req2.device, &e.hlc));
                     let applied = match e.op {
-                        Op::Put => put(&tx, &e.collection, &e.doc_id, &e.body, marked).await,
+                        Op::Put => put(&tx, &e.collection, &e.doc_id, &e.body, likely_exists).await,
                         // A patch newer than a delete (made by a device that had not seen
                         // the delete yet) recreates the document from the patch alone: the
                         // newest write wins, and a NotFound here would fail the push forever.
