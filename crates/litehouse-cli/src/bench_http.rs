@@ -201,7 +201,7 @@ fn run(
 
 /// CPU time this process's threads have run, from `/proc/self/task/*/schedstat` (Linux;
 /// `None` elsewhere). Threads that exit in between are not counted.
-pub(crate) fn process_cpu() -> Option<Duration> {
+fn process_cpu() -> Option<Duration> {
     let mut total = 0u64;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
