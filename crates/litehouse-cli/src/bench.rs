@@ -165,3 +165,15 @@ fn print_table(
 fn short(name: &str) -> &str {
     name.split('-').next().unwrap_or(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::selects;
+
+    #[test]
+    fn a_group_selects_its_family_and_an_id_itself() {
+        assert!(selects("sync", "S1") && selects("SYNC", "S3"));
+        assert!(!selects("sync", "H1") && !selects("sync", "W2"));
+        assert!(selects("s2", "S2") && !selects("S2", "S1"));
+    }
+}
