@@ -59,7 +59,8 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object per line instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Run only these workloads (comma-separated ids, e.g. W1,W3).
+    /// Run only these workloads (comma-separated ids, e.g. W1,W3); `sync` selects the sync
+    /// workloads (S1-S3).
     #[arg(long, value_delimiter = ',')]
     pub(crate) workload: Vec<String>,
     /// Directory for the benchmark's database files (default: a temporary directory). Use

@@ -21,6 +21,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut all = workloads();
     all.extend(crate::bench_http::workloads());
     all.extend(crate::bench_realtime::workloads());
+    all.extend(crate::bench_sync::workloads());
     if list {
         for workload in &all {
             println!("{}  {}", workload.id, workload.title);
@@ -33,13 +34,17 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         let known: Vec<&str> = all.iter().map(|w| w.id).collect();
         for id in &wanted {
             anyhow::ensure!(
-                known.iter().any(|k| k.eq_ignore_ascii_case(id)),
-                "unknown workload {id}: choose from {} (see --list)",
-                known.join(", ")
+                known.iter().any(|k| k.eq_ignore_ascii_case(id))
+                    || GROUPS
+                        .iter()
+                        .any(|(group, _)| group.eq_ignore_ascii_case(id)),
+                "unknown workload {id}: choose from {} or a group ({}) (see --list)",
+                known.join(", "),
+                GROUPS.map(|(group, _)| group).join(", ")
             );
         }
         all.into_iter()
-            .filter(|w| wanted.iter().any(|id| id.eq_ignore_ascii_case(w.id)))
+            .filter(|w| wanted.iter().any(|id| selects(id, w.id)))
             .collect()
     };
     let scratch =
@@ -97,6 +102,17 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Names that select a family of workloads: (group, id prefix).
+const GROUPS: [(&str, &str); 1] = [("sync", "S")];
+
+/// Whether `wanted` (a workload id or a group name from `--workload`) selects workload `id`.
+fn selects(wanted: &str, id: &str) -> bool {
+    wanted.eq_ignore_ascii_case(id)
+        || GROUPS
+            .iter()
+            .any(|(group, prefix)| group.eq_ignore_ascii_case(wanted) && id.starts_with(prefix))
+}
+
 /// Each measurement's ops/s divided by the reference implementation's at the same thread
 /// count, when the workload measured one.
 fn ratios(workload: &Workload, measurements: &[Measurement]) -> Vec<Option<f64>> {
@@ -148,4 +164,16 @@ fn print_table(
 
 fn short(name: &str) -> &str {
     name.split('-').next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selects;
+
+    #[test]
+    fn a_group_selects_its_family_and_an_id_itself() {
+        assert!(selects("sync", "S1") && selects("SYNC", "S3"));
+        assert!(!selects("sync", "H1") && !selects("sync", "W2"));
+        assert!(selects("s2", "S2") && !selects("S2", "S1"));
+    }
 }

@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod bench_http;
 mod bench_realtime;
+mod bench_sync;
 mod db;
 mod demo;
 mod logs;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::device::{Device, DeviceConfig, DeviceError};
-use crate::protocol::{Hlc, Op, PulledChange};
+use crate::protocol::{Hlc, Op, OutboxEntry, PulledChange, PushRequest};
 use crate::server::MAX_PULL_PAGE;
 
 /// What [`pull_apply`] measured.
@@ -108,4 +108,56 @@ pub async fn pull_apply(path: &Path, changes: u64) -> Result<PullApplyReport, De
         creates_per_sec: rate(first_half),
         replaces_per_sec: rate(second_half),
     })
+}
+
+/// The push requests a device with id `device` would send for `changes` new documents in
+/// collection `collection` (epoch 1, sequences 1..=changes, `batch` entries per request, one
+/// `Put` of a small transaction-like body per new document id), for measuring the server's
+/// push path without a device store in front of it. Document ids are UUID-shaped and
+/// distinct per `(device_index, n)`.
+///
+/// ```
+/// let requests = litehouse_sync::push_requests("d1", 3, "tx", 5, 2);
+/// assert_eq!(requests.len(), 3);
+/// assert_eq!((requests[0].first_seq, requests[2].last_seq), (1, 5));
+/// assert_eq!(requests[2].entries.len(), 1);
+/// ```
+pub fn push_requests(
+    device: &str,
+    device_index: u32,
+    collection: &str,
+    changes: u64,
+    batch: usize,
+) -> Vec<PushRequest> {
+    // A clock id per device (never 0, which uhlc refuses).
+    let id = uhlc::ID::from(
+        std::num::NonZeroU128::new(u128::from(device_index) + 1)
+            .unwrap_or(std::num::NonZeroU128::MIN),
+    );
+    let clock = uhlc::HLCBuilder::new().with_id(id).build();
+    let entries: Vec<OutboxEntry> = (1..=changes)
+        .map(|seq| OutboxEntry {
+            seq,
+            op_id: format!("{device}:1:{seq}"),
+            hlc: Hlc(clock.new_timestamp()),
+            collection: collection.to_owned(),
+            doc_id: format!("{device_index:08x}-0000-4000-8000-{seq:012x}"),
+            op: Op::Put,
+            body: json!({
+                "amount": seq * 3,
+                "currency": "EUR",
+                "note": format!("transaction {seq}"),
+            }),
+        })
+        .collect();
+    entries
+        .chunks(batch.max(1))
+        .map(|chunk| PushRequest {
+            device: device.to_owned(),
+            epoch: 1,
+            first_seq: chunk[0].seq,
+            last_seq: chunk[chunk.len() - 1].seq,
+            entries: chunk.to_vec(),
+        })
+        .collect()
 }

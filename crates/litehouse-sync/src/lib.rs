@@ -25,7 +25,7 @@ mod replica;
 mod server;
 mod transport;
 
-pub use bench::{PullApplyReport, pull_apply};
+pub use bench::{PullApplyReport, pull_apply, push_requests};
 pub use device::{Device, DeviceConfig, DeviceError, DeviceStatus, SyncLogEntry};
 pub use devices::{ProducerEntry, list_producers};
 pub use driver::{DriverStopped, Replica, SyncDriver};

@@ -150,10 +150,20 @@ impl StoreReplica {
     pub(crate) async fn mark_acked(&self, up_to_seq: u64) -> litehouse_docs::Result<u64> {
         self.store
             .transaction(move |tx| async move {
+                let acked = tx
+                    .meta_get(NS_DEVICE, "acked")
+                    .await?
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                // Entries up to `acked` are gone already: read only as many as this ack
+                // removes (not a whole page of the entries still pending behind them).
+                let page = usize::try_from(up_to_seq.saturating_sub(acked))
+                    .unwrap_or(OUTBOX_PAGE)
+                    .clamp(1, OUTBOX_PAGE);
                 let mut removed = 0;
                 loop {
-                    let entries = tx.meta_scan(NS_OUTBOX, None, OUTBOX_PAGE).await?;
-                    let full_page = entries.len() == OUTBOX_PAGE;
+                    let entries = tx.meta_scan(NS_OUTBOX, None, page).await?;
+                    let full_page = entries.len() == page;
                     let mut reached = false;
                     for (key, _) in entries {
                         let seq: u64 = key.parse().map_err(|e| corrupt("outbox key", e))?;
@@ -168,11 +178,6 @@ impl StoreReplica {
                         break;
                     }
                 }
-                let acked = tx
-                    .meta_get(NS_DEVICE, "acked")
-                    .await?
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(0);
                 tx.meta_put(NS_DEVICE, "acked", json!(acked.max(up_to_seq)))
                     .await?;
                 Ok(removed)

@@ -10,7 +10,7 @@
 //! rejected (acknowledged, not applied), so a batch with k bad entries runs k+1 times. This
 //! works on both engines (a failed statement aborts a PostgreSQL transaction).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use axum::Json;
@@ -20,7 +20,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use litehouse_docs::{
-    ChangeFilter, ChangeOp, Cursor, Error as DocError, Paging, Query as DocQuery, Store,
+    ChangeFilter, ChangeOp, Cursor, Error as DocError, MAX_TX_BATCH, Paging, Query as DocQuery,
+    Store,
 };
 
 use crate::producer::{AdmitError, ProducerState, admit};
@@ -177,8 +178,26 @@ async fn push(
                     Ok(a) => a,
                     Err(e) => return Ok(Outcome::Refused(e)),
                 };
+                let entries = &req2.entries[admission.skip..];
+                // The marks of every target document, read in batches; kept up to date as
+                // entries apply (a batch may write a document more than once) and written
+                // back in batches at the end.
+                let mut marks: HashMap<String, Option<(Hlc, String)>> = HashMap::new();
+                let keys: Vec<String> = entries
+                    .iter()
+                    .map(|e| mark_key(&e.collection, &e.doc_id))
+                    .collect();
+                for chunk in keys.chunks(MAX_TX_BATCH) {
+                    for (key, v) in tx.meta_get_many(NS_HLC, chunk.to_vec()).await? {
+                        let hlc: Option<Hlc> = serde_json::from_value(v["hlc"].clone()).ok();
+                        let dev = v["device"].as_str().unwrap_or("").to_owned();
+                        marks.insert(key, hlc.map(|h| (h, dev)));
+                    }
+                }
+                let mut new_marks: Vec<(String, serde_json::Value)> = Vec::new();
+                let mut checked: HashSet<String> = HashSet::new();
                 let mut rejections = Vec::new();
-                for e in &req2.entries[admission.skip..] {
+                for (e, key) in entries.iter().zip(keys) {
                     if let Some(reason) = known.get(&e.seq) {
                         rejections.push(Rejection {
                             seq: e.seq,
@@ -187,31 +206,36 @@ async fn push(
                         });
                         continue;
                     }
-                    let key = format!("{}/{}", e.collection, e.doc_id);
-                    let wins = match tx.meta_get(NS_HLC, &key).await? {
-                        Some(v) => {
-                            let hlc: Option<Hlc> = serde_json::from_value(v["hlc"].clone()).ok();
-                            let dev = v["device"].as_str().unwrap_or("");
-                            hlc.is_none_or(|h| crate::lww_wins((&e.hlc, &req2.device), (&h, dev)))
+                    // A mark that cannot be read loses (as before: any write wins over it).
+                    let known_mark = marks.get(&key);
+                    let wins = match known_mark {
+                        Some(Some((h, dev))) => {
+                            crate::lww_wins((&e.hlc, &req2.device), (h, dev.as_str()))
                         }
-                        None => true,
+                        Some(None) | None => true,
                     };
                     if !wins {
                         continue; // older than what the server has: acknowledged, no effect
                     }
+                    // A document with a mark was written through sync before: most likely it
+                    // exists, so a put tries the replace first.
+                    let mut likely_exists = known_mark.is_some();
+                    // The first entry of each collection reads its document: a missing
+                    // collection is then a typed error (a rejection), not a failed statement.
+                    if !checked.contains(&e.collection) {
+                        match tx.get(&e.collection, &e.doc_id).await {
+                            Ok(_) => likely_exists = true,
+                            Err(DocError::NotFound { .. }) => likely_exists = false,
+                            Err(err) if is_rejection(&err) => {
+                                return Ok(Outcome::Reject(e.seq, err.to_string()));
+                            }
+                            Err(err) => return Err(err),
+                        }
+                        checked.insert(e.collection.clone());
+                    }
                     tx.set_origin(&sync_origin(&req2.device, &e.hlc));
                     let applied = match e.op {
-                        Op::Put => match tx.get(&e.collection, &e.doc_id).await {
-                            Ok(_) => tx
-                                .replace(&e.collection, &e.doc_id, e.body.clone(), None)
-                                .await
-                                .map(drop),
-                            Err(DocError::NotFound { .. }) => tx
-                                .create_with_id(&e.collection, &e.doc_id, e.body.clone())
-                                .await
-                                .map(drop),
-                            Err(other) => Err(other),
-                        },
+                        Op::Put => put(&tx, &e.collection, &e.doc_id, &e.body, likely_exists).await,
                         // A patch newer than a delete (made by a device that had not seen
                         // the delete yet) recreates the document from the patch alone: the
                         // newest write wins, and a NotFound here would fail the push forever.
@@ -249,13 +273,19 @@ async fn push(
                     match applied {
                         Ok(()) => {
                             let mark = serde_json::json!({"hlc": e.hlc, "device": req2.device});
-                            tx.meta_put(NS_HLC, &key, mark).await?;
+                            new_marks.push((key.clone(), mark));
+                            marks.insert(key, Some((e.hlc, req2.device.clone())));
                         }
                         Err(err) if is_rejection(&err) => {
                             return Ok(Outcome::Reject(e.seq, err.to_string()));
                         }
                         Err(err) => return Err(err),
                     }
+                }
+                while !new_marks.is_empty() {
+                    let rest = new_marks.split_off(new_marks.len().min(MAX_TX_BATCH));
+                    tx.meta_put_many(NS_HLC, std::mem::replace(&mut new_marks, rest))
+                        .await?;
                 }
                 let next = serde_json::to_value(admission.next).unwrap_or_default();
                 tx.meta_put(NS_PRODUCER, &req2.device, next).await?;
@@ -287,6 +317,45 @@ async fn push(
     }
 }
 
+/// The key of a document's mark in namespace `sync.hlc`.
+fn mark_key(collection: &str, id: &str) -> String {
+    format!("{collection}/{id}")
+}
+
+/// Writes a full body as document `id`: created when missing, replaced when it exists.
+/// `likely_exists` picks which statement to try first; the other runs only when the first
+/// finds the opposite (a typed NotFound or an id conflict, neither of which aborts a
+/// PostgreSQL transaction: both are found by a read before anything is written).
+async fn put(
+    tx: &litehouse_docs::Tx,
+    collection: &str,
+    id: &str,
+    body: &serde_json::Value,
+    likely_exists: bool,
+) -> litehouse_docs::Result<()> {
+    if likely_exists {
+        match tx.replace(collection, id, body.clone(), None).await {
+            Err(DocError::NotFound { .. }) => tx
+                .create_with_id(collection, id, body.clone())
+                .await
+                .map(drop),
+            other => other.map(drop),
+        }
+    } else {
+        match tx.create_with_id(collection, id, body.clone()).await {
+            // The id itself is taken (not a unique index of the collection): it exists.
+            Err(DocError::Unique {
+                conflicting_id: Some(taken),
+                ..
+            }) if taken == id => tx
+                .replace(collection, id, body.clone(), None)
+                .await
+                .map(drop),
+            other => other.map(drop),
+        }
+    }
+}
+
 /// Takes the row locks of a push on PostgreSQL before anything is read: the device's
 /// producer row and each target document's row in namespace `sync.lock`, upserted in one
 /// global order (sorted keys) so two pushes never wait on each other in a cycle. A second
@@ -301,9 +370,13 @@ async fn lock(tx: &litehouse_docs::Tx, req: &PushRequest) -> litehouse_docs::Res
     keys.push(format!("producer/{}", req.device));
     keys.sort();
     keys.dedup();
-    for key in keys {
-        tx.meta_put(NS_LOCK, &key, serde_json::Value::Bool(true))
-            .await?;
+    // In batches, in key order (a multi-row upsert takes its row locks in row order).
+    for chunk in keys.chunks(MAX_TX_BATCH) {
+        let entries = chunk
+            .iter()
+            .map(|key| (key.clone(), serde_json::Value::Bool(true)))
+            .collect();
+        tx.meta_put_many(NS_LOCK, entries).await?;
     }
     Ok(())
 }
@@ -471,7 +544,7 @@ async fn read_all_page(
             let page = tx.find(&name, &query).await?;
             let mut changes = Vec::with_capacity(page.items.len());
             for doc in page.items {
-                let mark = tx.meta_get(NS_HLC, &format!("{name}/{}", doc.id)).await?;
+                let mark = tx.meta_get(NS_HLC, &mark_key(&name, &doc.id)).await?;
                 let (hlc, device) = mark
                     .and_then(|m| {
                         let hlc = serde_json::from_value::<Hlc>(m["hlc"].clone()).ok()?;

@@ -176,6 +176,22 @@ async fn push_rules(store: Store) {
         matches!(bad, litehouse_sync::PullFailure::Server { status: 400, .. }),
         "{bad:?}"
     );
+
+    // A put guesses from the document's mark whether it exists and recovers when the guess
+    // is wrong: a document written over REST (no mark) is replaced, one deleted over REST
+    // (its mark stays) is created again, in one batch with a first put that is created.
+    store
+        .create_with_id("tx", &uuid(20), serde_json::json!({"seq": 0}))
+        .await
+        .unwrap();
+    store.delete("tx", &uuid(4), None).await.unwrap();
+    let guesses = request(&clock, 5, &[(7, "tx", 21), (8, "tx", 20), (9, "tx", 4)]);
+    let resp = t.push(&guesses, timeout).await.unwrap();
+    assert_eq!((resp.acked_seq, resp.rejected.len()), (9, 0));
+    let rest = store.get("tx", &uuid(20)).await.unwrap();
+    assert_eq!((rest.version, &rest.body["seq"]), (2, &8.into()));
+    assert_eq!(store.get("tx", &uuid(4)).await.unwrap().body["seq"], 9);
+    assert_eq!(store.get("tx", &uuid(21)).await.unwrap().body["seq"], 7);
     task.abort();
 }
 
