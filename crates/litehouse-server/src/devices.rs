@@ -350,8 +350,28 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
         .get(header::USER_AGENT)
         .and_then(|value| value.to_str().ok());
     heartbeats.record(&device, route, remote.as_deref(), agent);
+    if route != SyncRoute::Push {
+        return next.run(request).await;
+    }
+    // A push finishes even when its device stops waiting (litehouse-sync runs it in a task of
+    // its own); so does the recording of its rejections, here in a task too, or a rejection
+    // committed after a timeout would never reach the devices view.
+    let heartbeats = heartbeats.clone();
+    match tokio::spawn(record_push(heartbeats, device, request, next)).await {
+        Ok(response) => response,
+        Err(err) => ApiError::internal(err).into_response(),
+    }
+}
+
+/// Runs a push and records the rejections of its answer.
+async fn record_push(
+    heartbeats: Heartbeats,
+    device: String,
+    request: Request,
+    next: Next,
+) -> Response {
     let response = next.run(request).await;
-    if route != SyncRoute::Push || response.status() != StatusCode::OK {
+    if response.status() != StatusCode::OK {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -11,6 +11,7 @@
 //! works on both engines (a failed statement aborts a PostgreSQL transaction).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -23,6 +24,7 @@ use litehouse_docs::{
     ChangeFilter, ChangeOp, Cursor, Error as DocError, MAX_TX_BATCH, Paging, Query as DocQuery,
     Store,
 };
+use tokio::sync::Semaphore;
 
 use crate::producer::{AdmitError, ProducerState, admit};
 use crate::protocol::{Hlc, Op, PullResponse, PulledChange, PushRequest, PushResponse, Rejection};
@@ -31,13 +33,20 @@ const NS_PRODUCER: &str = "sync.producer";
 const NS_HLC: &str = "sync.hlc";
 const NS_LOCK: &str = "sync.lock";
 const SYSTEM_FIELDS: [&str; 4] = ["id", "version", "createdAt", "updatedAt"];
+/// Most pushes applied at once by one [`router`] (including those whose device stopped
+/// waiting); more are answered 503.
+pub const MAX_PUSHES: usize = 64;
 /// Most changes in one pull page.
 pub const MAX_PULL_PAGE: usize = 1_000;
 
 /// The sync routes over `store`.
 pub fn router(store: Store) -> Router {
+    let pushes = Arc::new(Semaphore::new(MAX_PUSHES));
     Router::new()
-        .route("/api/sync/push", post(push_to_the_end))
+        .route(
+            "/api/sync/push",
+            post(move |state, identity, body| push_to_the_end(pushes, state, identity, body)),
+        )
         .route("/api/sync/pull", get(pull))
         .with_state(store)
 }
@@ -47,12 +56,32 @@ pub fn router(store: Store) -> Router {
 /// device's retry of the same batch is a cheap duplicate. Cancelled with the connection
 /// instead, a batch that takes longer than the device waits would roll back and be sent
 /// again, unchanged, forever. A panic in the push is answered 500 and logged.
+///
+/// At most [`MAX_PUSHES`] run at once, counting those whose device has gone: one more is
+/// answered 503 with `Retry-After` (the device backs off and sends it again), so devices
+/// that give up and retry cannot pile up tasks.
 async fn push_to_the_end(
+    pushes: Arc<Semaphore>,
     state: State<Store>,
     identity: Option<axum::Extension<DeviceIdentity>>,
     body: axum::body::Bytes,
 ) -> Response {
-    match tokio::spawn(push(state, identity, body)).await {
+    let Ok(permit) = pushes.try_acquire_owned() else {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_PUSHES} pushes are running; try again shortly"),
+        );
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, 1.into());
+        return response;
+    };
+    let running = async move {
+        let response = push(state, identity, body).await;
+        drop(permit);
+        response
+    };
+    match tokio::spawn(running).await {
         Ok(response) => response,
         Err(err) => {
             tracing::error!(error = %err, "a sync push task failed");
@@ -76,6 +105,7 @@ fn error(status: StatusCode, message: String) -> Response {
         StatusCode::BAD_REQUEST => "invalid_request",
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::GONE => "cursor_expired",
+        StatusCode::SERVICE_UNAVAILABLE => "overloaded",
         _ => "internal",
     };
     let body = serde_json::json!({
