@@ -24,6 +24,7 @@ use litehouse_sync::{DeviceIdentity, PushResponse};
 use serde::Serialize;
 use serde_json::{Value as Json_, json};
 
+use crate::debug::engine_error;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -472,13 +473,4 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Json_>, A
             "lastError": stats.last_error,
         })),
     })))
-}
-
-fn engine_error(err: litehouse::Error) -> ApiError {
-    if err.is_busy() {
-        let seconds = err.retry_after().map_or(1, |after| after.as_secs().max(1));
-        return ApiError::unavailable("busy", "the database is busy; retry later")
-            .with_retry_after(seconds);
-    }
-    ApiError::internal(err)
 }

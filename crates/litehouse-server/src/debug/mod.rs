@@ -84,7 +84,8 @@ fn no_database() -> ApiError {
     )
 }
 
-fn engine_error(err: litehouse::Error) -> ApiError {
+/// An engine error as the API answers it: busy is 503 with `Retry-After`, anything else 500.
+pub(crate) fn engine_error(err: litehouse::Error) -> ApiError {
     if err.is_busy() {
         let seconds = err.retry_after().map_or(1, |after| after.as_secs().max(1));
         return ApiError::unavailable("busy", "the database is busy; retry later")
