@@ -14,13 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use litehouse::{BufferConfig, BufferStats, Database, Row, WriteBuffer};
-use litehouse_sync::{DeviceIdentity, PushResponse};
+use litehouse_sync::{DeviceIdentity, PushAcknowledged, PushResponse};
 use serde::Serialize;
 use serde_json::{Value as Json_, json};
 
@@ -38,9 +37,6 @@ pub const ONLINE_WINDOW: Duration = Duration::from_secs(30);
 pub(crate) const MAX_DEVICES: usize = 10_000;
 /// The longest user agent kept; longer ones are cut.
 const MAX_USER_AGENT: usize = 200;
-/// The largest push response read back for its rejections (a push answer is its acked
-/// sequence plus one line per rejected entry).
-const MAX_PUSH_RESPONSE: usize = 64 * 1024 * 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS _litehouse_sync_heartbeats (
@@ -372,24 +368,12 @@ async fn record_push(
     next: Next,
 ) -> Response {
     let response = next.run(request).await;
-    if response.status() != StatusCode::OK {
-        return response;
+    if let Some(PushAcknowledged(answer)) = response.extensions().get::<PushAcknowledged>()
+        && !answer.rejected.is_empty()
+    {
+        heartbeats.record_rejections(&device, answer);
     }
-    let (parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_PUSH_RESPONSE).await {
-        Ok(bytes) => bytes,
-        Err(err) => return ApiError::internal(err).into_response(),
-    };
-    match serde_json::from_slice::<PushResponse>(&bytes) {
-        Ok(answer) if !answer.rejected.is_empty() => {
-            heartbeats.record_rejections(&device, &answer);
-        }
-        Ok(_) => {}
-        Err(err) => {
-            tracing::warn!(error = %err, device, "a push answer did not parse; its rejections were not recorded");
-        }
-    }
-    Response::from_parts(parts, Body::from(bytes))
+    response
 }
 
 /// `GET /api/debug/sync/devices`: every device the server knows, from the push state the

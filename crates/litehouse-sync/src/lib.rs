@@ -39,5 +39,7 @@ pub use protocol::{
     GapResponse, Hlc, Op, OutboxEntry, PullResponse, PulledChange, PushRequest, PushResponse,
     Rejection, StaleEpochResponse, lww_wins,
 };
-pub use server::{DeviceIdentity, MAX_PULL_PAGE, MAX_PUSHES, router, sync_origin};
+pub use server::{
+    DeviceIdentity, MAX_PULL_PAGE, MAX_PUSHES, PushAcknowledged, router, sync_origin,
+};
 pub use transport::HttpTransport;

@@ -93,6 +93,11 @@ async fn push_to_the_end(
     }
 }
 
+/// The answer to an acknowledged push, in its response's extensions, so that a layer of the
+/// embedding server can see what was rejected without parsing the body again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushAcknowledged(pub PushResponse);
+
 /// The device a server authenticated the request as (a per-device token), put into the
 /// request's extensions by the embedding server's auth layer. A push with another producer
 /// id is refused with 403.
@@ -326,7 +331,11 @@ async fn push(
             })
             .await;
         match result {
-            Ok(Outcome::Done(resp)) => return Json(resp).into_response(),
+            Ok(Outcome::Done(resp)) => {
+                let mut response = Json(&resp).into_response();
+                response.extensions_mut().insert(PushAcknowledged(resp));
+                return response;
+            }
             Ok(Outcome::Refused(AdmitError::Gap(g))) => {
                 return (StatusCode::CONFLICT, Json(g)).into_response();
             }
