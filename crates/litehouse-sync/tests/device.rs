@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use litehouse_docs::{ChangeFilter, CollectionSpec, Paging, Query, Store, StoreConfig};
+use litehouse_docs::{ChangeFilter, CollectionSpec, Store, StoreConfig};
 use litehouse_sync::{
     Device, DeviceConfig, DeviceStatus, FaultMode, FaultProxy, ProducerState, SyncConfig,
 };
@@ -212,25 +212,17 @@ async fn wait_for(device: &Device, what: &str, limit: Duration, f: impl Fn(&Devi
 /// Every document of `store`'s synced collection, id → body.
 pub(crate) async fn documents(store: &Store) -> BTreeMap<String, Json> {
     let mut docs = BTreeMap::new();
-    let mut after = None;
     loop {
-        let query = Query {
-            filter: None,
-            sort: Vec::new(),
-            paging: Paging::Cursor {
-                after,
-                per_page: 1_000,
-            },
-            count: false,
-        };
-        let page = store.find(COLLECTION, &query).await.unwrap();
-        for doc in page.items {
-            docs.insert(doc.id, Json::Object(doc.body));
+        // Pages in id order: the next starts after the greatest id so far.
+        let after = docs.keys().next_back().cloned();
+        let page = store
+            .export(COLLECTION, after.as_deref(), 1_000)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            return docs;
         }
-        match page.next_cursor {
-            Some(next) => after = Some(next),
-            None => return docs,
-        }
+        docs.extend(page.into_iter().map(|doc| (doc.id, Json::Object(doc.body))));
     }
 }
 

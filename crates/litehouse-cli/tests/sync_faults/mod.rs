@@ -26,7 +26,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use litehouse_docs::{Paging, Query, Store};
+use litehouse_docs::Store;
 use litehouse_sync::{
     Device, DeviceConfig, DeviceStatus, FaultMode, FaultProxy, Op, PullResponse, SyncConfig,
     SyncState,
