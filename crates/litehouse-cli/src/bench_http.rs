@@ -245,6 +245,16 @@ impl Running {
     }
 }
 
+/// The backends a litehouse workload runs on, with their report names: SQLite, and
+/// PostgreSQL when the bench was given a URL.
+pub(crate) fn backends(options: &BenchOptions) -> Vec<(&'static str, Option<String>)> {
+    let mut backends = vec![("litehouse", None)];
+    if let Some(url) = &options.pg {
+        backends.push(("litehouse-pg", Some(url.clone())));
+    }
+    backends
+}
+
 /// The document store a benchmark serves: a SQLite file of its own (`name` in the bench
 /// directory) or a fresh PostgreSQL schema, with `collection` created empty by `spec`.
 pub(crate) struct BenchStore {

@@ -23,7 +23,7 @@ use litehouse_bench::{BenchOptions, Measurement, Workload};
 use litehouse_docs::{CollectionSpec, Store};
 use litehouse_server::ServerConfig;
 
-use crate::bench_http::BenchStore;
+use crate::bench_http::{BenchStore, backends};
 use serde_json::json;
 
 const COLLECTION: &str = "events";
@@ -53,16 +53,7 @@ fn run(options: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> anyhow::R
         .thread_name("lh-bench-rt")
         .enable_all()
         .build()?;
-    let mut targets: Vec<Option<String>> = vec![None];
-    if let Some(url) = &options.pg {
-        targets.push(Some(url.clone()));
-    }
-    for pg in targets {
-        let name = if pg.is_some() {
-            "litehouse-pg"
-        } else {
-            "litehouse"
-        };
+    for (name, pg) in backends(options) {
         let running = runtime
             .block_on(start(options, pg.as_deref()))
             .with_context(|| format!("starting {name}"))?;

@@ -27,7 +27,7 @@ use litehouse_docs::{CollectionSpec, Store};
 use litehouse_server::ServerConfig;
 use litehouse_sync::{Device, DeviceConfig, PushRequest, PushResponse, SyncConfig};
 
-use crate::bench_http::BenchStore;
+use crate::bench_http::{BenchStore, backends};
 
 const COLLECTION: &str = "bench";
 /// Devices (or pushers) of the concurrent rows.
@@ -97,16 +97,7 @@ fn run(
                 )),
         );
     }
-    let mut targets: Vec<Option<String>> = vec![None];
-    if let Some(url) = &options.pg {
-        targets.push(Some(url.clone()));
-    }
-    for pg in targets {
-        let name = if pg.is_some() {
-            "litehouse-pg"
-        } else {
-            "litehouse"
-        };
+    for (name, pg) in backends(options) {
         match kind {
             Kind::DevicePush => {
                 // PostgreSQL applies a push entry by entry, each statement a round trip: far
