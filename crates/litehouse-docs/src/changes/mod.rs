@@ -54,7 +54,8 @@ use log::{bounds, read_log};
 
 /// The change log table.
 pub(crate) const CHANGES_TABLE: &str = "_litehouse_changes";
-/// The one-row counter table: `head` (last cursor handed out) and `pruned` (oldest kept).
+/// The one-row counter table: `head` (last cursor handed out; on SQLite only a floor under the
+/// log's last `seq`, see `log::bounds`) and `pruned` (newest cursor pruned).
 pub(crate) const FEED_TABLE: &str = "_litehouse_feed";
 /// The bookkeeping key-value table of [`Tx::meta_put`](crate::Tx::meta_put).
 pub(crate) const META_TABLE: &str = "_litehouse_meta";
