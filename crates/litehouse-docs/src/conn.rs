@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 
 use litehouse::rusqlite::{self, Connection};
 
-use crate::document::Document;
+use crate::document::{Document, DocumentText};
 use crate::error::{Error, Result};
 use crate::sql::{Dialect, Sql};
 
@@ -21,6 +21,8 @@ pub(crate) trait Conn {
     fn dialect(&self) -> &Dialect;
     /// Rows of [`Dialect::document_columns`].
     async fn documents(&self, sql: &Sql) -> Result<Vec<Document>>;
+    /// Rows of [`Dialect::document_columns`], the bodies left as text.
+    async fn document_texts(&self, sql: &Sql) -> Result<Vec<DocumentText>>;
     /// Rows whose columns are all text (or NULL).
     async fn texts(&self, sql: &Sql) -> Result<Vec<Vec<Option<String>>>>;
     /// The single integer of a `count(*)`.
@@ -111,6 +113,19 @@ impl Conn for SqliteConn<'_> {
         self.query(sql, |row| {
             let doc: String = row.get(1)?;
             Document::from_row(row.get(0)?, &doc, row.get(2)?, row.get(3)?, row.get(4)?)
+        })
+    }
+
+    async fn document_texts(&self, sql: &Sql) -> Result<Vec<DocumentText>> {
+        self.query(sql, |row| {
+            Ok(DocumentText {
+                id: row.get(0)?,
+                doc: row.get(1)?,
+                created_at: row.get(2)?,
+                updated_at: row.get(3)?,
+                version: row.get(4)?,
+                as_written: true,
+            })
         })
     }
 

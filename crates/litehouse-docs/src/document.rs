@@ -282,6 +282,76 @@ pub(crate) fn is_rfc3339_utc(text: &str) -> bool {
     }
 }
 
+/// A stored row as read, its body still JSON text: lists answer with it without parsing
+/// every body into a map and serialising it again.
+#[derive(Debug)]
+pub(crate) struct DocumentText {
+    pub(crate) id: String,
+    pub(crate) doc: String,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+    pub(crate) version: i64,
+    /// Whether `doc` is the text the store wrote (SQLite keeps it as written). PostgreSQL
+    /// renders jsonb its own way, and its numbers go through [`Document::from_row`].
+    pub(crate) as_written: bool,
+}
+
+impl DocumentText {
+    /// The parsed document.
+    pub(crate) fn to_document(&self) -> Result<Document> {
+        Document::from_row(
+            self.id.clone(),
+            &self.doc,
+            self.created_at.clone(),
+            self.updated_at.clone(),
+            self.version,
+        )
+    }
+
+    /// [`Document::to_json`]'s value as text: the stored body with the system fields
+    /// appended, without parsing it into a map. A stored body never holds a system key
+    /// (input drops them), so no key repeats.
+    pub(crate) fn into_json(self) -> Result<Box<serde_json::value::RawValue>> {
+        let text = if self.as_written {
+            let body = self.doc.trim();
+            let inner = body
+                .strip_prefix('{')
+                .and_then(|body| body.strip_suffix('}'))
+                .ok_or_else(|| Error::corrupt(format!("document {} is not an object", self.id)))?;
+            let mut text = String::with_capacity(body.len() + self.id.len() + 120);
+            text.push('{');
+            text.push_str(inner);
+            if !inner.trim().is_empty() {
+                text.push(',');
+            }
+            let system = serde_json::to_string(&SystemFields {
+                id: &self.id,
+                created_at: &self.created_at,
+                updated_at: &self.updated_at,
+                version: self.version,
+            })
+            .map_err(|err| Error::corrupt(err.to_string()))?;
+            // `system` is an object's text: its fields follow the body's.
+            text.push_str(&system[1..]);
+            text
+        } else {
+            self.to_document()?.json_text()?
+        };
+        // Checks the result is one JSON value: a corrupt stored body fails here.
+        serde_json::value::RawValue::from_string(text)
+            .map_err(|err| Error::corrupt(format!("document {}: {err}", self.id)))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SystemFields<'a> {
+    id: &'a str,
+    created_at: &'a str,
+    updated_at: &'a str,
+    version: i64,
+}
+
 /// Serialises a [`Document`] as [`Document::to_json`] shapes it: the body's fields (a system
 /// key in the body gives way to the real one) and the four system fields.
 struct AsJson<'a>(&'a Document);

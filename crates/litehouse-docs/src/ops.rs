@@ -1,13 +1,14 @@
 //! The store's document logic, written once over [`Conn`] for both engines. Every function
 //! here runs inside one transaction; an error rolls all of it back.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value as Json};
 
 use crate::catalog::{SpecGuard, load_spec};
 use crate::conn::Conn;
-use crate::document::{Document, now_timestamp};
+use crate::document::{Document, DocumentText, now_timestamp};
 use crate::error::{Error, Result};
 use crate::names::{self, FieldPath};
 use crate::query::{Page, Plan};
@@ -595,9 +596,35 @@ pub(crate) fn typed_value(
     }
 }
 
-pub(crate) async fn find(c: &impl Conn, collection: &str, plan: &Plan) -> Result<Page> {
+/// What a page is made of: parsed documents, or their stored text.
+pub(crate) trait Row: Sized + Send + 'static {
+    /// The rows of `sql`, a select of [`crate::sql::Dialect::document_columns`].
+    async fn read(c: &impl Conn, sql: &Sql) -> Result<Vec<Self>>;
+    /// The row as a document (to encode a cursor from).
+    fn document(&self) -> Result<Cow<'_, Document>>;
+}
+
+impl Row for Document {
+    async fn read(c: &impl Conn, sql: &Sql) -> Result<Vec<Document>> {
+        c.documents(sql).await
+    }
+    fn document(&self) -> Result<Cow<'_, Document>> {
+        Ok(Cow::Borrowed(self))
+    }
+}
+
+impl Row for DocumentText {
+    async fn read(c: &impl Conn, sql: &Sql) -> Result<Vec<DocumentText>> {
+        c.document_texts(sql).await
+    }
+    fn document(&self) -> Result<Cow<'_, Document>> {
+        self.to_document().map(Cow::Owned)
+    }
+}
+
+pub(crate) async fn find<T: Row>(c: &impl Conn, collection: &str, plan: &Plan) -> Result<Page<T>> {
     let dialect = c.dialect();
-    let items = c.documents(&plan.select_sql(dialect, collection)).await?;
+    let items = T::read(c, &plan.select_sql(dialect, collection)).await?;
     let total = if plan.count {
         Some(c.count(&plan.count_sql(dialect, collection)).await?)
     } else {

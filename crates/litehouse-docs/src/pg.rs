@@ -3,7 +3,7 @@
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::conn::Conn;
-use crate::document::Document;
+use crate::document::{Document, DocumentText};
 use crate::error::{Error, Result};
 use crate::sql::{Dialect, Param, Sql};
 
@@ -108,6 +108,23 @@ impl Conn for PgConn<'_, '_> {
                     row.try_get(3)?,
                     row.try_get(4)?,
                 )
+            })
+            .collect()
+    }
+
+    async fn document_texts(&self, sql: &Sql) -> Result<Vec<DocumentText>> {
+        self.rows(sql)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DocumentText {
+                    id: row.try_get(0)?,
+                    doc: row.try_get(1)?,
+                    created_at: row.try_get(2)?,
+                    updated_at: row.try_get(3)?,
+                    version: row.try_get(4)?,
+                    as_written: false,
+                })
             })
             .collect()
     }

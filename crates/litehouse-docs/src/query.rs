@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::filter::{self, Cmp, Filter, Leaf, Node};
 use crate::limits::StoreConfig;
 use crate::names::FieldPath;
+use crate::ops::Row;
 use crate::spec::FieldType;
 use crate::sql::{Dialect, Engine, Extract, Param, Sql};
 
@@ -115,13 +116,14 @@ impl Default for Query {
     }
 }
 
-/// One page of results.
+/// One page of results: of [`Document`]s from [`Store::find`](crate::Store::find), of JSON
+/// text from [`Store::find_json`](crate::Store::find_json).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
-pub struct Page {
+pub struct Page<T = Document> {
     /// The documents, in sort order.
-    pub items: Vec<Document>,
+    pub items: Vec<T>,
     /// The page number, for [`Paging::Page`].
     pub page: Option<u64>,
     /// The page size asked for.
@@ -132,6 +134,20 @@ pub struct Page {
     pub total_pages: Option<u64>,
     /// A cursor for the next page, or `None` on the last page.
     pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The same page with every item converted.
+    pub(crate) fn try_map<U>(self, convert: impl FnMut(T) -> Result<U>) -> Result<Page<U>> {
+        Ok(Page {
+            items: self.items.into_iter().map(convert).collect::<Result<_>>()?,
+            page: self.page,
+            per_page: self.per_page,
+            total_items: self.total_items,
+            total_pages: self.total_pages,
+            next_cursor: self.next_cursor,
+        })
+    }
 }
 
 /// One ORDER BY column. A sort key on a declared path is one column; on an undeclared path
@@ -460,11 +476,11 @@ impl Plan {
     }
 
     /// Turns fetched rows (one more than a page, when there is more) into a [`Page`].
-    pub(crate) fn page(&self, mut items: Vec<Document>, total: Option<i64>) -> Result<Page> {
+    pub(crate) fn page<T: Row>(&self, mut items: Vec<T>, total: Option<i64>) -> Result<Page<T>> {
         let more = items.len() as u64 > self.per_page;
         items.truncate(self.per_page as usize);
         let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(self.encode_cursor(last)?),
+            (true, Some(last)) => Some(self.encode_cursor(&*last.document()?)?),
             _ => None,
         };
         let total_items = total.map(|total| total.max(0) as u64);

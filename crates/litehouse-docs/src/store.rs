@@ -7,12 +7,12 @@ use serde_json::Value as Json;
 use crate::cascade::{self, DeleteReport};
 use crate::catalog::{self, SpecCache, SpecCheck, read_with_spec, retry_on_spec_change, with_spec};
 use crate::changes::{self, ChangeOp};
-use crate::document::{Document, check_bodies, check_body, merge_patch};
+use crate::document::{Document, DocumentText, check_bodies, check_body, merge_patch};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::limits::{StoreConfig, dispose, dispose_filter};
 use crate::names;
-use crate::ops;
+use crate::ops::{self, Row};
 use crate::query::{Page, Paging, Query, plan};
 use crate::spec::{CollectionInfo, CollectionSpec};
 use crate::sql::Dialect;
@@ -603,6 +603,41 @@ impl Store {
     /// [`Error::InvalidFilter`], [`Error::InvalidPath`], [`Error::InvalidValue`],
     /// [`Error::InvalidQuery`], [`Error::InvalidCursor`] before any query SQL is built.
     pub async fn find(&self, collection: &str, query: &Query) -> Result<Page> {
+        self.find_rows(collection, query).await
+    }
+
+    /// [`Store::find`] with each document as the JSON text [`Document::to_json`] gives,
+    /// for an answer that is sent on as it is: a server's list. On SQLite the stored bodies
+    /// are not parsed, which makes a page several times cheaper to produce.
+    ///
+    /// # Errors
+    /// As [`Store::find`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use litehouse_docs::{CollectionSpec, Query, Store};
+    /// use serde_json::json;
+    ///
+    /// let store = Store::from_database(litehouse::Database::open_memory("doc-find-json", litehouse::Config::default())?).await?;
+    /// store.create_collection("notes", CollectionSpec::default()).await?;
+    /// let note = store.create("notes", json!({"text": "hi"})).await?;
+    /// let page = store.find_json("notes", &Query::default()).await?;
+    /// let first: serde_json::Value = serde_json::from_str(page.items[0].get()).unwrap();
+    /// assert_eq!(first, note.to_json());
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn find_json(
+        &self,
+        collection: &str,
+        query: &Query,
+    ) -> Result<Page<Box<serde_json::value::RawValue>>> {
+        self.find_rows::<DocumentText>(collection, query)
+            .await?
+            .try_map(DocumentText::into_json)
+    }
+
+    async fn find_rows<T: Row>(&self, collection: &str, query: &Query) -> Result<Page<T>> {
         let collection = checked_collection(collection)?;
         self.check_query(query)?;
         let config = self.config;
@@ -612,7 +647,7 @@ impl Store {
             async move {
                 in_transaction!(self, read, |c| {
                     let (name, query): (&str, &Query) = (&collection, &query);
-                    let found = |page: &Result<Page>| {
+                    let found = |page: &Result<Page<T>>| {
                         page.as_ref().is_ok_and(|page| !page.items.is_empty())
                     };
                     read_with_spec(

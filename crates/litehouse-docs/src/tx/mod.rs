@@ -24,7 +24,7 @@ use crate::cascade::{self, DeleteReport};
 use crate::catalog::load_spec;
 use crate::changes::{self, ChangeOp, META_TABLE};
 use crate::conn::Conn;
-use crate::document::{Document, check_body, merge_patch, now_timestamp};
+use crate::document::{Document, DocumentText, check_body, merge_patch, now_timestamp};
 use crate::error::{Error, Result};
 use crate::limits::{StoreConfig, dispose};
 use crate::ops;

@@ -16,6 +16,9 @@ impl<C: Conn> Conn for WithOrigin<'_, C> {
     async fn documents(&self, sql: &Sql) -> Result<Vec<Document>> {
         self.inner.documents(sql).await
     }
+    async fn document_texts(&self, sql: &Sql) -> Result<Vec<DocumentText>> {
+        self.inner.document_texts(sql).await
+    }
     async fn texts(&self, sql: &Sql) -> Result<Vec<Vec<Option<String>>>> {
         self.inner.texts(sql).await
     }

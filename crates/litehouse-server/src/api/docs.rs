@@ -6,24 +6,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use litehouse_docs::{Document, Page};
+use serde_json::value::RawValue;
 use serde_json::{Value as Json_, json};
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, RawQuery};
 use crate::query_params::{parse_list_query, path_types};
 use crate::state::AppState;
-
-/// The PocketBase envelope: `{items, page, perPage, totalItems, totalPages, nextCursor}`.
-pub(crate) fn envelope(page: Page) -> Json_ {
-    json!({
-        "items": page.items.into_iter().map(Document::into_json).collect::<Vec<_>>(),
-        "page": page.page,
-        "perPage": page.per_page,
-        "totalItems": page.total_items,
-        "totalPages": page.total_pages,
-        "nextCursor": page.next_cursor,
-    })
-}
 
 /// `"3"` for version 3.
 fn etag(document: &Document) -> HeaderValue {
@@ -94,12 +83,14 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     ApiPath(collection): ApiPath<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<Page<Box<RawValue>>>, ApiError> {
     let info = state.store().get_collection(&collection).await?;
     let query = parse_list_query(&raw, &path_types(&info.spec), state.list_limits())?;
-    let page = state.store().find(&collection, &query).await?;
+    // The PocketBase envelope, `{items, page, perPage, totalItems, totalPages, nextCursor}`,
+    // is the page's own shape; its items are sent as the store gives their text.
+    let page = state.store().find_json(&collection, &query).await?;
     state.metrics().store_op("list", &collection, 1);
-    Ok(Json(envelope(page)))
+    Ok(Json(page))
 }
 
 /// `POST /api/collections/{collection}/docs`: one object (201, `Location`, `ETag`) or an
