@@ -5,11 +5,12 @@
 //! (tests, embedders) keep separate numbers. Engine numbers are read from
 //! [`litehouse::Database::stats`] at scrape time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{Recorder, counter, gauge, histogram};
@@ -26,6 +27,30 @@ const LATENCY_BUCKETS: [f64; 12] = [
 #[derive(Clone)]
 pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
+    /// The request counter and latency histogram of each route template, by method and
+    /// status: registered once, so a request records without building its labels.
+    http: Arc<RwLock<HashMap<String, HashMap<(&'static str, u16), HttpSeries>>>>,
+}
+
+#[derive(Clone)]
+struct HttpSeries {
+    requests: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+/// The method label: the methods the API serves, anything else `other` (a client's made-up
+/// method must not add a series per request).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -44,7 +69,40 @@ impl Metrics {
         let builder = buckets.unwrap_or_else(|_| PrometheusBuilder::new());
         Metrics {
             recorder: Arc::new(builder.build_recorder()),
+            http: Arc::default(),
         }
+    }
+
+    /// Counts one request to `route` (a route template, or `unmatched`) and its latency.
+    fn http_request(&self, method: &Method, route: &str, status: u16, seconds: f64) {
+        let key = (method_label(method), status);
+        let known = self
+            .http
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+            .and_then(|series| series.get(&key))
+            .cloned();
+        let series = known.unwrap_or_else(|| {
+            let labels = [
+                ("method", key.0.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ];
+            let series = self.record(|| HttpSeries {
+                requests: counter!("http_requests_total", &labels),
+                latency: histogram!("http_request_duration_seconds", &labels),
+            });
+            self.http
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(route.to_owned())
+                .or_default()
+                .insert(key, series.clone());
+            series
+        });
+        series.requests.increment(1);
+        series.latency.record(seconds);
     }
 
     fn record<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -82,19 +140,14 @@ impl Metrics {
 /// status.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let elapsed = started.elapsed().as_secs_f64();
-    state.metrics().record(|| {
-        let labels = [("method", method), ("route", route), ("status", status)];
-        counter!("http_requests_total", &labels).increment(1);
-        histogram!("http_request_duration_seconds", &labels).record(elapsed);
-    });
+    state
+        .metrics()
+        .http_request(&method, route, response.status().as_u16(), elapsed);
     response
 }
 

@@ -273,6 +273,12 @@ async fn metrics_count_requests_by_route_and_show_engine_stats() {
         )
         .await;
         expect_ok(server.get("/api/collections/m/docs").send().await?, 200).await;
+        // Made-up methods share one label value, however many a client invents.
+        for invented in ["BREW", "WHEN"] {
+            let method = reqwest::Method::from_bytes(invented.as_bytes())?;
+            let answer = server.request(method, "/api/collections/m/docs").send().await?;
+            assert_eq!(answer.status(), 405);
+        }
         let response = server.get("/metrics").send().await?;
         assert_eq!(response.status(), 200);
         assert!(
@@ -291,6 +297,11 @@ async fn metrics_count_requests_by_route_and_show_engine_stats() {
             "{text}"
         );
         assert!(has("http_request_duration_seconds_bucket{"), "{text}");
+        assert!(
+            has(r#"http_requests_total{method="other",route="/api/collections/{collection}/docs",status="405"} 2"#),
+            "{text}"
+        );
+        assert!(!text.contains("BREW") && !text.contains("WHEN"), "{text}");
         for (op, count) in [
             ("create", 3),
             ("read", 1),
