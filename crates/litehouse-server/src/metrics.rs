@@ -29,8 +29,11 @@ pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     /// The request counter and latency histogram of each route template, by method and
     /// status: registered once, so a request records without building its labels.
-    http: Arc<RwLock<HashMap<String, HashMap<(&'static str, u16), HttpSeries>>>>,
+    http: Arc<RwLock<HashMap<String, RouteSeries>>>,
 }
+
+/// A route's series by (method label, status).
+type RouteSeries = HashMap<(&'static str, u16), HttpSeries>;
 
 #[derive(Clone)]
 struct HttpSeries {
