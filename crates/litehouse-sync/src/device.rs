@@ -15,12 +15,11 @@ use litehouse_docs::{CollectionSpec, Document, Error as DocError, Store};
 use serde_json::Value as Json;
 
 use crate::driver::SyncDriver;
-use crate::identity::{Clock, clock_id, init_bookkeeping, load_outbox};
+use crate::identity::{clock_id, init_bookkeeping, load_outbox};
 use crate::machine::{Event, SyncConfig, SyncMachine, SyncStatus};
-use crate::protocol::{Hlc, Op, OutboxEntry};
-use crate::replica::{
-    Mark, NS_DEVICE, NS_LOG, NS_MARK, NS_OUTBOX, StoreReplica, corrupt, mark_key, seq_key, unix_ms,
-};
+use crate::outbox::{Producer, adopt_pending, read_clock};
+use crate::protocol::{Op, OutboxEntry};
+use crate::replica::{NS_DEVICE, NS_LOG, NS_OUTBOX, StoreReplica, corrupt, seq_key, unix_ms};
 use crate::transport::HttpTransport;
 
 /// How to open a [`Device`]. Build it with [`DeviceConfig::new`] and adjust the fields.
@@ -189,7 +188,6 @@ impl Device {
             }
         }
         let opened = init_bookkeeping(&store, &config).await?;
-        let pending = load_outbox(&store).await?;
         let hlc = Arc::new(
             uhlc::HLCBuilder::new()
                 .with_id(clock_id(&opened.identity.device_id))
@@ -199,6 +197,20 @@ impl Device {
         if let Some(last) = opened.clock.last_hlc {
             let _ = hlc.update_with_timestamp(&last.0);
         }
+        let producer = Producer {
+            device: opened.identity.device_id.clone(),
+            epoch: opened.identity.epoch,
+            hlc: Arc::clone(&hlc),
+        };
+        let adopted = adopt_pending(&store, &producer).await?;
+        if adopted > 0 {
+            tracing::info!(
+                device = %producer.device,
+                adopted,
+                "documents the file held before it was a device's are queued for the server"
+            );
+        }
+        let pending = load_outbox(&store).await?;
         let mut transport = HttpTransport::new(
             config.server_url.clone(),
             Duration::from_millis(config.connect_timeout_ms),
@@ -349,20 +361,17 @@ impl Device {
             });
         }
         let _order = self.write_lock.lock().await;
-        let clock = Arc::clone(&self.replica.hlc);
-        let (device, epoch, collection) =
-            (self.device_id.clone(), self.epoch, collection.to_owned());
+        let producer = Producer {
+            device: self.device_id.clone(),
+            epoch: self.epoch,
+            hlc: Arc::clone(&self.replica.hlc),
+        };
+        let collection = collection.to_owned();
         let (document, entry) = self
             .replica
             .store
             .transaction(move |tx| async move {
-                let stored: Clock = match tx.meta_get(NS_DEVICE, "clock").await? {
-                    Some(v) => serde_json::from_value(v).map_err(|e| corrupt("clock", e))?,
-                    None => return Err(corrupt("clock", "missing")),
-                };
-                let seq = stored.next_seq;
-                // Taken inside the transaction: after every apply that committed before it.
-                let hlc = Hlc(clock.new_timestamp());
+                let mut clock = read_clock(&tx).await?;
                 let (document, doc_id, op, body) = match op {
                     LocalOp::Create { id, body } => {
                         let doc = match id {
@@ -386,29 +395,9 @@ impl Device {
                         (None, id, Op::Delete, Json::Null)
                     }
                 };
-                let mark = Mark {
-                    hlc,
-                    device: device.clone(),
-                    deleted: op == Op::Delete,
-                };
-                let entry = OutboxEntry {
-                    seq,
-                    op_id: format!("{device}:{epoch}:{seq}"),
-                    hlc,
-                    collection: collection.clone(),
-                    doc_id: doc_id.clone(),
-                    op,
-                    body,
-                };
-                tx.meta_put(NS_MARK, &mark_key(&collection, &doc_id), to_json(&mark)?)
+                let entry = producer
+                    .queue(&tx, &mut clock, &collection, &doc_id, op, body)
                     .await?;
-                tx.meta_put(NS_OUTBOX, &seq_key(seq), to_json(&entry)?)
-                    .await?;
-                let clock = Clock {
-                    next_seq: seq + 1,
-                    last_hlc: Some(hlc),
-                };
-                tx.meta_put(NS_DEVICE, "clock", to_json(&clock)?).await?;
                 Ok((document, entry))
             })
             .await?;
@@ -550,8 +539,4 @@ impl Device {
     pub async fn stop(self) {
         self.driver.stop().await;
     }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> litehouse_docs::Result<Json> {
-    serde_json::to_value(value).map_err(|e| corrupt("serialise", e))
 }

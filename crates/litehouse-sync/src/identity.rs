@@ -5,6 +5,7 @@ use litehouse_docs::Store;
 use serde_json::json;
 
 use crate::device::{DeviceConfig, DeviceError};
+use crate::outbox::{ADOPT_KEY, Adoption};
 use crate::protocol::{Hlc, OutboxEntry};
 use crate::replica::{NS_CONFIG, NS_DEVICE, NS_OUTBOX, corrupt, unix_ms};
 
@@ -51,6 +52,7 @@ pub(crate) async fn init_bookkeeping(
     };
     let config_json =
         serde_json::to_value(config).map_err(|e| DeviceError::Config(e.to_string()))?;
+    let collections = config.collections.clone();
     let opened = store
         .transaction(move |tx| async move {
             let identity = match tx.meta_get(NS_DEVICE, "identity").await? {
@@ -62,6 +64,9 @@ pub(crate) async fn init_bookkeeping(
                     tx.meta_put(NS_DEVICE, "identity", v).await?;
                     let clock = json!({ "next_seq": 1, "last_hlc": null });
                     tx.meta_put(NS_DEVICE, "clock", clock).await?;
+                    // Documents the file already holds get outbox entries too (`outbox`).
+                    tx.meta_put(NS_DEVICE, ADOPT_KEY, Adoption::marker(&collections))
+                        .await?;
                     fresh
                 }
             };

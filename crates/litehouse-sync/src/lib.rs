@@ -19,6 +19,7 @@ mod driver;
 mod fault_proxy;
 mod identity;
 mod machine;
+mod outbox;
 mod producer;
 mod protocol;
 mod replica;

@@ -863,3 +863,51 @@ async fn tx_batch_calls(store: Store, _dir: tempfile::TempDir) {
     assert!(err.is_not_found(), "{err}");
 }
 on_both_backends!(tx_batch_calls, litehouse_docs::StoreConfig::default());
+
+/// A file that already holds documents when it first becomes a device's (written by another
+/// program, or before the app used sync) pushes them like local writes: each reaches the
+/// server exactly once, and reopening queues nothing again.
+async fn documents_in_the_file_before_its_first_open_are_pushed(
+    store: Store,
+    dir: tempfile::TempDir,
+) {
+    let server = Server::start(store).await;
+    let mut config = device_config(dir.path(), "pre", &server.url(), 11);
+    {
+        let local = Store::open_sqlite(&config.path).await.unwrap();
+        local
+            .create_collection(COLLECTION, CollectionSpec::default())
+            .await
+            .unwrap();
+        let bodies = (0..600u64).map(|n| json!({"n": n, "before": "device"}));
+        local
+            .create_many(COLLECTION, bodies.collect())
+            .await
+            .unwrap();
+    }
+    let before = documents(&Store::open_sqlite(&config.path).await.unwrap()).await;
+    assert_eq!(before.len(), 600);
+
+    config.start_paused = true;
+    let device = Device::open(config.clone()).await.unwrap();
+    assert_eq!(device.status().await.unwrap().sync.pending, 600);
+    let outbox = device.outbox(1_000).await.unwrap();
+    assert_eq!(outbox.first().map(|e| e.seq), Some(1));
+    assert!(outbox.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    drop(device);
+    // A second open finds the adoption finished: nothing queued twice.
+    let device = Device::open(config).await.unwrap();
+    assert_eq!(device.outbox(1_000).await.unwrap().len(), 600);
+    device.resume().await.unwrap();
+    quiesce_and_check(&server, &[&device]).await;
+    assert_eq!(documents(&server.store).await, before);
+    let applied = server.applied_per_origin().await;
+    assert_eq!(applied.len(), 600, "{applied:?}");
+    assert!(applied.values().all(|n| *n == 1), "{applied:?}");
+    device.stop().await;
+    server.stop().await;
+}
+on_both_backends!(
+    documents_in_the_file_before_its_first_open_are_pushed,
+    litehouse_docs::StoreConfig::default()
+);
