@@ -31,8 +31,8 @@ pub use devices::{ProducerEntry, list_producers};
 pub use driver::{DriverStopped, Replica, SyncDriver};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use machine::{
-    Action, Event, LogRecord, Millis, PullFailure, PushFailure, SyncConfig, SyncMachine, SyncState,
-    SyncStatus,
+    Action, Event, GROW_AFTER, LogRecord, Millis, PullFailure, PushFailure, SyncConfig,
+    SyncMachine, SyncState, SyncStatus,
 };
 pub use producer::{Admission, AdmitError, ProducerState, admit};
 pub use protocol::{
