@@ -516,7 +516,10 @@ impl SyncMachine {
             out,
             now,
             "push",
-            format!("{acknowledged} entries acknowledged up to seq {up_to}"),
+            format!(
+                "{} acknowledged up to seq {up_to}",
+                counted(acknowledged, "entry", "entries")
+            ),
         );
         out.push(Action::MarkSynced {
             up_to_seq: up_to,
@@ -625,7 +628,8 @@ impl SyncMachine {
                 }
                 if n > 0 || full {
                     let what = if full { "full re-read" } else { "pull" };
-                    self.log(out, now, "pull", format!("{what}: {n} changes applied"));
+                    let applied = counted(n, "change", "changes");
+                    self.log(out, now, "pull", format!("{what}: {applied} applied"));
                 }
             }
             Err(PullFailure::Expired) => {
@@ -828,5 +832,26 @@ impl SyncMachine {
             return;
         }
         out.push(Action::SleepUntil(self.next_pull_at));
+    }
+}
+
+/// `n` and the noun in its right number: `1 entry`, `2 entries`, `0 entries`.
+pub(crate) fn counted(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    #[test]
+    fn counted_picks_the_number() {
+        assert_eq!(counted(0, "entry", "entries"), "0 entries");
+        assert_eq!(counted(1, "entry", "entries"), "1 entry");
+        assert_eq!(counted(2, "change", "changes"), "2 changes");
     }
 }

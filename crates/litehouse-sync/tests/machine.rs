@@ -715,3 +715,68 @@ fn a_shrunk_batch_grows_back_only_after_consecutive_acks() {
     // to 8.
     assert_eq!(sizes, [4, 4, 4, 2, 2, 2, 2, 4, 4, 4, 4, 8]);
 }
+
+fn log_messages(actions: &[Action], kind: &str) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log(l) if l.kind == kind => Some(l.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The sync log counts in the right number: "1 entry", "1 change", "2 entries".
+#[test]
+fn sync_log_counts_in_the_right_number() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let (req, ..) = push_of(&m.handle(10, Event::LocalWrite(entry(&clock, 1)))).unwrap();
+    let acked = Ok(PushResponse {
+        acked_seq: 1,
+        rejected: vec![],
+    });
+    let a = m.handle(11, Event::PushResult { req, result: acked });
+    assert_eq!(
+        log_messages(&a, "push"),
+        ["1 entry acknowledged up to seq 1"]
+    );
+    let (req, _) = pull_of(&a).expect("a pull after the push");
+    let change = PulledChange {
+        collection: "tx".into(),
+        doc_id: "a".into(),
+        op: Op::Put,
+        document: serde_json::json!({"x": 1}),
+        hlc: Hlc(clock.new_timestamp()),
+        device: "dev-2".into(),
+    };
+    let pulled = Ok(PullResponse {
+        changes: vec![change],
+        next: Some("c1".into()),
+        up_to_date: true,
+        resume: None,
+    });
+    let a = m.handle(
+        12,
+        Event::PullResult {
+            req,
+            result: pulled,
+        },
+    );
+    assert_eq!(log_messages(&a, "pull"), ["pull: 1 change applied"]);
+
+    m.handle(20, Event::Pause);
+    for seq in 2..=3 {
+        m.handle(20, Event::LocalWrite(entry(&clock, seq)));
+    }
+    let (req, ..) = push_of(&m.handle(21, Event::Resume)).unwrap();
+    let acked = Ok(PushResponse {
+        acked_seq: 3,
+        rejected: vec![],
+    });
+    let a = m.handle(22, Event::PushResult { req, result: acked });
+    assert_eq!(
+        log_messages(&a, "push"),
+        ["2 entries acknowledged up to seq 3"]
+    );
+}
