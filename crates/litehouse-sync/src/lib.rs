@@ -40,6 +40,7 @@ pub use protocol::{
     Rejection, StaleEpochResponse, lww_wins,
 };
 pub use server::{
-    DeviceIdentity, MAX_PULL_PAGE, MAX_PUSHES, PushAcknowledged, router, sync_origin,
+    DeviceIdentity, MAX_PULL_PAGE, MAX_PUSHES, MAX_REMEMBERED_REJECTIONS, PushAcknowledged,
+    RouterConfig, router, router_with, sync_origin,
 };
 pub use transport::HttpTransport;
