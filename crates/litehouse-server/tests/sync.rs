@@ -556,3 +556,133 @@ async fn list_producers_pages_and_names_an_unreadable_state() {
     assert_eq!(first.len(), 2);
     assert_eq!(first[1].device, "dev-1");
 }
+
+/// A server over a store on `db` (a SQLite engine the test holds) and heartbeats in their own
+/// in-memory engine, as `litehouse serve` keeps them in the log database.
+struct HeldServer {
+    base: String,
+    client: reqwest::Client,
+    heartbeats: litehouse_server::Heartbeats,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HeldServer {
+    async fn start(db: &litehouse::Database, tokens: std::path::PathBuf) -> HeldServer {
+        let store = litehouse_docs::Store::from_database(db.clone())
+            .await
+            .expect("store");
+        store
+            .create_collection("notes", litehouse_docs::CollectionSpec::default())
+            .await
+            .expect("collection");
+        let name = crate::util::unique("held-heartbeats");
+        let log_db = litehouse::Database::open_memory(&name, litehouse::Config::default())
+            .expect("heartbeat database");
+        let heartbeats =
+            litehouse_server::Heartbeats::start(log_db, litehouse::BufferConfig::default())
+                .await
+                .expect("heartbeats");
+        let config = ServerConfig {
+            admin_token: crate::util::ADMIN.into(),
+            token_file: Some(tokens),
+            ..ServerConfig::default()
+        };
+        let debug = litehouse_server::DebugHandles {
+            buffer: Some(heartbeats.buffer().clone()),
+            ..litehouse_server::DebugHandles::default()
+        };
+        let state = litehouse_server::AppState::with_heartbeats(
+            store,
+            debug,
+            config,
+            Some(heartbeats.clone()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, litehouse_server::app(state))
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        HeldServer {
+            base,
+            client: reqwest::Client::new(),
+            heartbeats,
+            stop,
+            task,
+        }
+    }
+
+    async fn devices(&self) -> Result<Json, Box<dyn std::error::Error + Send + Sync>> {
+        let listed = self
+            .client
+            .get(format!("{}/api/debug/sync/devices", self.base))
+            .bearer_auth(crate::util::ADMIN)
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await?;
+        Ok(expect_ok(listed, 200).await)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("task").expect("serve");
+        self.heartbeats.stop().await.expect("stop heartbeats");
+    }
+}
+
+/// Holds `db`'s writer (a transaction that waits) until the returned sender is used or
+/// dropped.
+async fn hold_writer(db: &litehouse::Database) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let db = db.clone();
+    tokio::spawn(async move {
+        db.transaction(move |_| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        })
+        .await
+    });
+    running.await.expect("the writer runs the holder");
+    release
+}
+
+/// The dashboard polls the devices route every 2 s: it reads on readers, so it answers while
+/// the store's writer is busy (here held by a long transaction) instead of queueing behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devices_route_reads_while_the_writer_is_busy() -> crate::util::TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = litehouse::Database::open(dir.path().join("app.db"), litehouse::Config::default())?;
+    let tokens = dir.path().join("tokens.json");
+    let (_, till) = TokenFile::new(&tokens).create_device("till", "busy-till")?;
+    let server = HeldServer::start(&db, tokens).await;
+    let one = push("busy-till", 4, vec![(1, Op::Put, json!({"text": "a"}))]);
+    let pushed = server
+        .client
+        .post(format!("{}/api/sync/push", server.base))
+        .bearer_auth(&till)
+        .json(&one)
+        .send()
+        .await?;
+    expect_ok(pushed, 200).await;
+
+    let release = hold_writer(&db).await;
+    let list = server.devices().await?;
+    release.send(())?;
+    let till_row = device(&list, "busy-till");
+    assert_eq!(
+        (till_row["epoch"].clone(), till_row["lastSeq"].clone()),
+        (json!(4), json!(1)),
+        "{till_row}"
+    );
+    server.stop().await;
+    Ok(())
+}
