@@ -686,3 +686,117 @@ async fn the_devices_route_reads_while_the_writer_is_busy() -> crate::util::Test
     server.stop().await;
     Ok(())
 }
+
+fn rejections(first: u64, last: u64) -> PushResponse {
+    PushResponse {
+        acked_seq: last,
+        rejected: (first..=last)
+            .map(|seq| litehouse_sync::Rejection {
+                seq,
+                op_id: format!("noisy-{seq}"),
+                reason: "collection \"nope\" not found".into(),
+            })
+            .collect(),
+    }
+}
+
+/// Each device keeps its newest `MAX_REJECTIONS_PER_DEVICE` rejections: the pruner deletes
+/// the older ones after they are recorded and counts them, and the devices route and
+/// `/metrics` show the count. Reads of a device's newest rejection use the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_are_bounded_per_device_and_the_pruned_are_counted() -> crate::util::TestResult {
+    let bound = litehouse_server::MAX_REJECTIONS_PER_DEVICE as u64;
+    assert_eq!(bound, 1_000);
+    let dir = tempfile::tempdir()?;
+    let db = litehouse::Database::open(dir.path().join("app.db"), litehouse::Config::default())?;
+    let server = HeldServer::start(&db, dir.path().join("tokens.json")).await;
+    let heartbeats = &server.heartbeats;
+    // Two pushes' worth for one device (the second newer), a few for another.
+    heartbeats.record_rejections("noisy", &rejections(1, 600));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    heartbeats.record_rejections("noisy", &rejections(601, bound + 50));
+    heartbeats.record_rejections("quiet", &rejections(1, 3));
+    // The pruner runs on its own after rejections are recorded.
+    let started = std::time::Instant::now();
+    while heartbeats.stats().rejections_pruned < 50 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            heartbeats.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(heartbeats.stats().rejections_pruned, 50);
+    assert_eq!(heartbeats.stats().rejections_recorded, bound + 53);
+    let log_db = heartbeats.database();
+    let kept: (i64, i64, i64) = log_db
+        .query_row(
+            "SELECT count(*), min(seq), max(seq) FROM _litehouse_sync_rejections \
+             WHERE device = 'noisy'",
+            (),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .await?;
+    assert_eq!(kept, (1_000, 51, 1_050), "only the newest remain");
+    let plan = log_db
+        .query_json(
+            "EXPLAIN QUERY PLAN SELECT seq FROM _litehouse_sync_rejections \
+             WHERE device = 'noisy' ORDER BY at_ms DESC, seq DESC LIMIT 1",
+            (),
+        )
+        .await?;
+    let plan = serde_json::to_string(&plan)?;
+    assert!(
+        plan.contains("_litehouse_sync_rejections_newest") && !plan.contains("TEMP B-TREE"),
+        "{plan}"
+    );
+
+    let list = server.devices().await?;
+    let noisy = device(&list, "noisy");
+    assert_eq!(noisy["rejections"], 1_000, "{noisy}");
+    assert_eq!(noisy["lastRejection"]["seq"], 1_050, "{noisy}");
+    assert_eq!(device(&list, "quiet")["rejections"], 3, "{list}");
+    assert_eq!(list["heartbeats"]["rejectionsPruned"], 50, "{list}");
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("litehouse_sync_rejections_total{outcome=\"pruned\"} 50"),
+        "{metrics}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+/// A rejections table an older server filled past the bound is pruned when heartbeats start,
+/// and gets its index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_rejections_table_is_pruned_at_start() -> crate::util::TestResult {
+    let name = crate::util::unique("old-rejections");
+    let db = litehouse::Database::open_memory(&name, litehouse::Config::default())?;
+    db.script(
+        "CREATE TABLE _litehouse_sync_rejections (device TEXT NOT NULL, op_id TEXT NOT NULL, \
+         seq INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL, \
+         PRIMARY KEY (device, op_id));
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1007)
+         INSERT INTO _litehouse_sync_rejections SELECT 'old', 'op-' || i, i, 'bad', i FROM n;",
+    )
+    .await?;
+    let heartbeats =
+        litehouse_server::Heartbeats::start(db.clone(), litehouse::BufferConfig::default()).await?;
+    assert_eq!(heartbeats.stats().rejections_pruned, 7);
+    let oldest: i64 = db
+        .query_row(
+            "SELECT min(seq) FROM _litehouse_sync_rejections",
+            (),
+            |row| row.get(0),
+        )
+        .await?;
+    assert_eq!(oldest, 8);
+    heartbeats.stop().await?;
+    Ok(())
+}
