@@ -800,3 +800,69 @@ async fn an_old_rejections_table_is_pruned_at_start() -> crate::util::TestResult
     heartbeats.stop().await?;
     Ok(())
 }
+
+/// A push whose device stopped waiting (its request timed out while the store's writer was
+/// busy) still commits and its rejection is still recorded for the devices view; the device's
+/// retry of the same batch is acknowledged with the same rejection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_in_a_timed_out_push_is_recorded_and_answered_to_the_retry()
+-> crate::util::TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = litehouse::Database::open(dir.path().join("app.db"), litehouse::Config::default())?;
+    let tokens = dir.path().join("tokens.json");
+    let (_, till) = TokenFile::new(&tokens).create_device("till", "late-till")?;
+    let server = HeldServer::start(&db, tokens).await;
+    let mut batch = push(
+        "late-till",
+        2,
+        vec![
+            (1, Op::Put, json!({"text": "a"})),
+            (2, Op::Put, json!({"text": "b"})),
+        ],
+    );
+    batch["entries"][1]["collection"] = json!("nope");
+    let send = |timeout: std::time::Duration| {
+        server
+            .client
+            .post(format!("{}/api/sync/push", server.base))
+            .bearer_auth(&till)
+            .json(&batch)
+            .timeout(timeout)
+            .send()
+    };
+
+    let release = hold_writer(&db).await;
+    let gave_up = send(std::time::Duration::from_millis(300)).await;
+    assert!(gave_up.is_err_and(|err| err.is_timeout()));
+    release.send(())?;
+
+    // The server finishes the push and records its rejection without the device.
+    let started = std::time::Instant::now();
+    let late = loop {
+        server.heartbeats.buffer().force_flush().await?;
+        let list = server.devices().await?;
+        if device(&list, "late-till")["rejections"] == 1 {
+            break list;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let row = device(&late, "late-till");
+    assert_eq!(row["lastSeq"], 2, "{row}");
+    assert_eq!(row["lastRejection"]["opId"], "late-till-2", "{row}");
+
+    let retried = send(std::time::Duration::from_secs(5)).await?;
+    let retried: PushResponse = serde_json::from_value(expect_ok(retried, 200).await)?;
+    assert_eq!(retried.acked_seq, 2);
+    assert_eq!(retried.rejected.len(), 1, "{retried:?}");
+    assert_eq!(
+        (retried.rejected[0].seq, retried.rejected[0].op_id.as_str()),
+        (2, "late-till-2")
+    );
+    assert_eq!(retried.rejected[0].reason, row["lastRejection"]["reason"]);
+    server.stop().await;
+    Ok(())
+}
