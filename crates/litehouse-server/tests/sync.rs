@@ -832,7 +832,16 @@ async fn a_rejection_in_a_timed_out_push_is_recorded_and_answered_to_the_retry()
     };
 
     let release = hold_writer(&db).await;
-    let gave_up = send(std::time::Duration::from_millis(300)).await;
+    let gave_up = send(std::time::Duration::from_secs(1));
+    let queued = async {
+        // The push reached the store (it waits behind the writer) before its device gives up.
+        let started = std::time::Instant::now();
+        while db.stats().queue_depth == 0 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let (gave_up, ()) = tokio::join!(gave_up, queued);
     assert!(gave_up.is_err_and(|err| err.is_timeout()));
     release.send(())?;
 

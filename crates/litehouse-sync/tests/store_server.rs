@@ -387,8 +387,14 @@ async fn a_rejection_in_a_timed_out_push_is_answered_to_the_retry() {
     let clock = uhlc::HLC::default();
     let batch = request(&clock, 3, &[(1, "tx", 1), (2, "nope", 2), (3, "tx", 3)]);
     let release = hold_writer(&db).await;
-    let timed_out = t.push(&batch, Duration::from_millis(300)).await;
-    assert_eq!(timed_out, Err(PushFailure::TimedOut));
+    let gave_up = {
+        let t = t.clone();
+        let batch = batch.clone();
+        tokio::spawn(async move { t.push(&batch, Duration::from_secs(1)).await })
+    };
+    // The push reached the store (it waits behind the writer) before its device gives up.
+    wait_queued(&db, 1).await;
+    assert_eq!(gave_up.await.unwrap(), Err(PushFailure::TimedOut));
     release.send(()).unwrap();
 
     // The push went on without its device: wait until it committed.
