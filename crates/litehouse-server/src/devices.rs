@@ -147,6 +147,8 @@ struct Inner {
     /// Devices with rejections recorded since the last prune (at most [`MAX_DEVICES`]; past
     /// that, `prune_all` is set instead).
     to_prune: std::sync::Mutex<BTreeSet<String>>,
+    /// Relaxed, like `stopped` and the counters: each is a hint read after the `Notify`
+    /// wake-up, and a prune that misses one runs again at the next wake-up.
     prune_all: AtomicBool,
     /// Wakes the pruner task; also when this is dropped or stopped, so that the task ends.
     wake: Arc<tokio::sync::Notify>,
@@ -159,6 +161,7 @@ impl Drop for Inner {
     }
 }
 
+/// Rows an engine call changed, as a counter value.
 fn count(rows: usize) -> u64 {
     u64::try_from(rows).unwrap_or(u64::MAX)
 }
