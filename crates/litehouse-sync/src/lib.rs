@@ -21,6 +21,7 @@ mod identity;
 mod machine;
 mod producer;
 mod protocol;
+mod rejections;
 mod replica;
 mod server;
 mod transport;
@@ -39,8 +40,9 @@ pub use protocol::{
     GapResponse, Hlc, Op, OutboxEntry, PullResponse, PulledChange, PushRequest, PushResponse,
     Rejection, StaleEpochResponse, lww_wins,
 };
+pub use rejections::MAX_REMEMBERED_REJECTIONS;
 pub use server::{
-    DeviceIdentity, MAX_PULL_PAGE, MAX_PUSHES, MAX_REMEMBERED_REJECTIONS, PushAcknowledged,
-    RouterConfig, router, router_with, sync_origin,
+    DeviceIdentity, MAX_PULL_PAGE, MAX_PUSHES, PushAcknowledged, RouterConfig, router, router_with,
+    sync_origin,
 };
 pub use transport::HttpTransport;

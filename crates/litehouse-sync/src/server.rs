@@ -11,7 +11,7 @@
 //! works on both engines (a failed statement aborts a PostgreSQL transaction).
 //!
 //! The rejections are remembered per device (namespace `sync.rejected`, the newest
-//! [`MAX_REMEMBERED_REJECTIONS`] of its epoch), so that the same batch sent again (the device
+//! [`MAX_REMEMBERED_REJECTIONS`](crate::MAX_REMEMBERED_REJECTIONS) of its epoch), so that the same batch sent again (the device
 //! never got the answer: its request timed out while the push went on) is acknowledged with
 //! the same rejections rather than none.
 
@@ -33,23 +33,17 @@ use tokio::sync::Semaphore;
 
 use crate::producer::{AdmitError, ProducerState, admit};
 use crate::protocol::{Hlc, Op, PullResponse, PulledChange, PushRequest, PushResponse, Rejection};
+use crate::rejections::{MAX_REASON_CHARS, remember, remembered};
 
 const NS_PRODUCER: &str = "sync.producer";
 const NS_HLC: &str = "sync.hlc";
 const NS_LOCK: &str = "sync.lock";
-const NS_REJECTED: &str = "sync.rejected";
 const SYSTEM_FIELDS: [&str; 4] = ["id", "version", "createdAt", "updatedAt"];
 /// Most pushes applied at once by one [`router`] (including those whose device stopped
 /// waiting); more are answered 503. The default of [`RouterConfig::max_pushes`].
 pub const MAX_PUSHES: usize = 64;
 /// Most changes in one pull page.
 pub const MAX_PULL_PAGE: usize = 1_000;
-/// Most rejections remembered per device (the newest of its epoch), to answer a batch sent
-/// again with the rejections it had the first time.
-pub const MAX_REMEMBERED_REJECTIONS: usize = 256;
-/// Longest rejection reason, in characters; longer ones are cut (so a device's remembered
-/// rejections stay well inside the store's value size limit).
-const MAX_REASON_CHARS: usize = 1_000;
 
 /// Limits of the sync routes ([`router_with`]).
 ///
@@ -404,81 +398,6 @@ async fn push(
             }
             Ok(Outcome::Corrupt(msg)) => return error(StatusCode::INTERNAL_SERVER_ERROR, msg),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    }
-}
-
-/// A device's remembered rejections (namespace `sync.rejected`, keyed by device): the
-/// newest [`MAX_REMEMBERED_REJECTIONS`] of its epoch, oldest first.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Remembered {
-    epoch: u64,
-    rejections: Vec<Rejection>,
-}
-
-async fn load_remembered(
-    tx: &litehouse_docs::Tx,
-    device: &str,
-    epoch: u64,
-) -> litehouse_docs::Result<Remembered> {
-    let stored = tx.meta_get(NS_REJECTED, device).await?;
-    // An unreadable value (a bug, a hand edit) only costs the re-sent answers their
-    // rejections: it is replaced by the next rejection rather than failing every push.
-    Ok(stored
-        .and_then(|value| serde_json::from_value::<Remembered>(value).ok())
-        .filter(|remembered| remembered.epoch == epoch)
-        .unwrap_or(Remembered {
-            epoch,
-            rejections: Vec::new(),
-        }))
-}
-
-/// The remembered rejections of `duplicates`, entries of a batch sent again.
-async fn remembered(
-    tx: &litehouse_docs::Tx,
-    device: &str,
-    epoch: u64,
-    duplicates: &[crate::protocol::OutboxEntry],
-) -> litehouse_docs::Result<Vec<Rejection>> {
-    let (Some(first), Some(last)) = (duplicates.first(), duplicates.last()) else {
-        return Ok(Vec::new());
-    };
-    let remembered = load_remembered(tx, device, epoch).await?;
-    Ok(remembered
-        .rejections
-        .into_iter()
-        .filter(|r| (first.seq..=last.seq).contains(&r.seq))
-        .collect())
-}
-
-/// Adds `rejections` to the device's remembered ones, keeping the newest
-/// [`MAX_REMEMBERED_REJECTIONS`] (fewer when the store's value size limit is lower).
-async fn remember(
-    tx: &litehouse_docs::Tx,
-    device: &str,
-    epoch: u64,
-    rejections: &[Rejection],
-) -> litehouse_docs::Result<()> {
-    let mut remembered = load_remembered(tx, device, epoch).await?;
-    remembered.rejections.extend_from_slice(rejections);
-    let excess = remembered
-        .rejections
-        .len()
-        .saturating_sub(MAX_REMEMBERED_REJECTIONS);
-    remembered.rejections.drain(..excess);
-    loop {
-        let value = serde_json::to_value(&remembered).unwrap_or_default();
-        // The size check runs before any statement, so a refusal leaves the transaction
-        // usable (on PostgreSQL too): keep the newer half and try again.
-        match tx.meta_put(NS_REJECTED, device, value).await {
-            Err(DocError::LimitExceeded { .. }) if remembered.rejections.len() > 1 => {
-                let half = remembered.rejections.len() / 2;
-                remembered.rejections.drain(..half);
-            }
-            // Not even one fits under this store's limit: not remembered (only an answer to
-            // a re-sent batch goes without it).
-            Err(DocError::LimitExceeded { .. }) => return Ok(()),
-            other => return other,
         }
     }
 }
