@@ -274,6 +274,28 @@ test("the Devices panel shows each sync device live: last seen, sequence, reject
     assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px at phone width`);
     await page.locator("#devices-panel").screenshot({ path: join(OUTPUT, "dashboard-devices-390.png") });
     assert.deepEqual(problems, []);
+
+    // A refresh that fails keeps the rows, greyed out, under a line saying why and how old
+    // they are; the next good refresh takes the line away.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.route("**/api/debug/sync/devices", (route) => route.fulfill({
+      status: 503,
+      contentType: "application/json",
+      body: JSON.stringify({ status: 503, code: "overloaded", message: "the server is busy", details: {} }),
+    }));
+    const stale = page.locator("#devices-stale");
+    const greyed = () => page.locator("#devices").evaluate((table) => table.classList.contains("stale"));
+    await stale.waitFor({ state: "visible", timeout: 10_000 });
+    assert.match(
+      await stale.textContent(),
+      /^could not refresh: overloaded: the server is busy, showing data from \d\d:\d\d:\d\d$/,
+    );
+    assert.ok(await greyed());
+    assert.equal((await deviceRow(page, "till-1")).cells[5], "5", "the last rows stay");
+    await page.locator("#devices-panel").screenshot({ path: join(OUTPUT, "dashboard-devices-stale.png") });
+    await page.unroute("**/api/debug/sync/devices");
+    await stale.waitFor({ state: "hidden", timeout: 10_000 });
+    assert.equal(await greyed(), false);
   } finally {
     await browser.close();
     const code = await server.stop();

@@ -317,7 +317,7 @@ fn the_menu_works_in_a_terminal() -> TestResult {
     assert!(rows.iter().any(|r| r.contains("bus ticket")), "{rows:?}");
     tmux.wait_for(prompt, 11)?;
     tmux.line("5")?;
-    let screen = tmux.wait_for("entries acknowledged", 2)?;
+    let screen = tmux.wait_for("acknowledged up to seq", 2)?;
     assert!(screen.contains("paused (offline mode)"), "{screen}");
     tmux.wait_for(prompt, 12)?;
     tmux.line("q")?;

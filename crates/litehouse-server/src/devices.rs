@@ -6,11 +6,16 @@
 //! which never waits; a full buffer drops the heartbeat and counts it
 //! ([`HeartbeatStats::dropped`]), any other refusal counts as failed, and both show in
 //! `/metrics` and in the devices route.
+//!
+//! Rejections are bounded: each device keeps its newest [`MAX_REJECTIONS_PER_DEVICE`]. A
+//! pruner task (one per [`Heartbeats`]), woken after rejections are recorded, flushes the
+//! buffer and deletes the older rows of each device that had new ones, counting them in
+//! [`HeartbeatStats::rejections_pruned`]; [`Heartbeats::start`] prunes every device once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
@@ -37,6 +42,11 @@ pub const ONLINE_WINDOW: Duration = Duration::from_secs(30);
 pub(crate) const MAX_DEVICES: usize = 10_000;
 /// The longest user agent kept; longer ones are cut.
 const MAX_USER_AGENT: usize = 200;
+/// Most rejections kept per device: the newest (by time, then sequence); older ones are
+/// pruned and counted in [`HeartbeatStats::rejections_pruned`]. The devices route shows the
+/// count kept and the newest, so a device rejecting entry after entry cannot grow the log
+/// database without bound.
+pub const MAX_REJECTIONS_PER_DEVICE: usize = 1_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS _litehouse_sync_heartbeats (
@@ -56,6 +66,8 @@ CREATE TABLE IF NOT EXISTS _litehouse_sync_rejections (
     at_ms INTEGER NOT NULL,
     PRIMARY KEY (device, op_id)
 );
+CREATE INDEX IF NOT EXISTS _litehouse_sync_rejections_newest
+    ON _litehouse_sync_rejections (device, at_ms, seq);
 ";
 
 /// Which sync route a heartbeat came from.
@@ -91,6 +103,9 @@ pub struct HeartbeatStats {
     pub rejections_recorded: u64,
     /// Rejected push entries dropped because the write buffer was full.
     pub rejections_dropped: u64,
+    /// Recorded rejections deleted because their device had more than
+    /// [`MAX_REJECTIONS_PER_DEVICE`] newer ones.
+    pub rejections_pruned: u64,
     /// The last refusal, if any.
     pub last_error: Option<String>,
 }
@@ -127,7 +142,28 @@ struct Inner {
     failed: AtomicU64,
     rejections_recorded: AtomicU64,
     rejections_dropped: AtomicU64,
+    rejections_pruned: AtomicU64,
     last_error: std::sync::Mutex<Option<String>>,
+    /// Devices with rejections recorded since the last prune (at most [`MAX_DEVICES`]; past
+    /// that, `prune_all` is set instead).
+    to_prune: std::sync::Mutex<BTreeSet<String>>,
+    /// Relaxed, like `stopped` and the counters: each is a hint read after the `Notify`
+    /// wake-up, and a prune that misses one runs again at the next wake-up.
+    prune_all: AtomicBool,
+    /// Wakes the pruner task; also when this is dropped or stopped, so that the task ends.
+    wake: Arc<tokio::sync::Notify>,
+    stopped: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Rows an engine call changed, as a counter value.
+fn count(rows: usize) -> u64 {
+    u64::try_from(rows).unwrap_or(u64::MAX)
 }
 
 fn now_ms() -> i64 {
@@ -147,7 +183,8 @@ impl Heartbeats {
     pub async fn start(db: Database, config: BufferConfig) -> litehouse::Result<Heartbeats> {
         db.script(SCHEMA).await?;
         let buffer = WriteBuffer::start(db.clone(), config)?;
-        Ok(Heartbeats {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let heartbeats = Heartbeats {
             inner: Arc::new(Inner {
                 db,
                 buffer,
@@ -156,9 +193,20 @@ impl Heartbeats {
                 failed: AtomicU64::new(0),
                 rejections_recorded: AtomicU64::new(0),
                 rejections_dropped: AtomicU64::new(0),
+                rejections_pruned: AtomicU64::new(0),
                 last_error: std::sync::Mutex::new(None),
+                to_prune: std::sync::Mutex::new(BTreeSet::new()),
+                // Tables written by a server without the bound are pruned once at start.
+                prune_all: AtomicBool::new(true),
+                wake: Arc::clone(&wake),
+                stopped: AtomicBool::new(false),
             }),
-        })
+        };
+        if let Err(err) = heartbeats.prune_rejections().await {
+            tracing::warn!(error = %err, "sync rejections not pruned at start; retried later");
+        }
+        tokio::spawn(pruner(Arc::downgrade(&heartbeats.inner), wake));
+        Ok(heartbeats)
     }
 
     /// The write buffer heartbeats go through (for its statistics and forced flushes).
@@ -232,6 +280,7 @@ impl Heartbeats {
                     self.inner
                         .rejections_recorded
                         .fetch_add(1, Ordering::Relaxed);
+                    self.mark_for_pruning(device);
                 }
                 Err(err) if err.is_buffer_full() => {
                     self.inner
@@ -246,6 +295,79 @@ impl Heartbeats {
                 Err(err) => self.failed("rejection", device, &err),
             }
         }
+    }
+
+    /// Queues `device`'s rejections for the pruner and wakes it.
+    fn mark_for_pruning(&self, device: &str) {
+        if let Ok(mut devices) = self.inner.to_prune.lock()
+            && !devices.contains(device)
+        {
+            if devices.len() < MAX_DEVICES {
+                devices.insert(device.to_owned());
+            } else {
+                // Bounded: past this many devices, the next prune covers them all.
+                self.inner.prune_all.store(true, Ordering::Relaxed);
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Flushes the buffer, then deletes the rejections past the newest
+    /// [`MAX_REJECTIONS_PER_DEVICE`] of each device that had new ones since the last prune
+    /// (every device, the first time); returns how many it deleted (also added to
+    /// [`HeartbeatStats::rejections_pruned`]). The pruner task runs this after rejections are
+    /// recorded; call it to prune at once.
+    ///
+    /// # Errors
+    /// The engine's error; the devices stay queued for the next prune.
+    pub async fn prune_rejections(&self) -> litehouse::Result<u64> {
+        let all = self.inner.prune_all.swap(false, Ordering::Relaxed);
+        let devices = match self.inner.to_prune.lock() {
+            Ok(mut devices) => std::mem::take(&mut *devices),
+            Err(_) => BTreeSet::new(),
+        };
+        let result = self.prune(all, &devices).await;
+        if result.is_err() {
+            // Try again at the next prune.
+            self.inner.prune_all.fetch_or(all, Ordering::Relaxed);
+            if let Ok(mut queued) = self.inner.to_prune.lock() {
+                queued.extend(devices);
+            }
+        }
+        result
+    }
+
+    async fn prune(&self, all: bool, devices: &BTreeSet<String>) -> litehouse::Result<u64> {
+        if !all && devices.is_empty() {
+            return Ok(0);
+        }
+        // The rows recorded so far reach the table first.
+        self.inner.buffer.force_flush().await?;
+        let keep = i64::try_from(MAX_REJECTIONS_PER_DEVICE).unwrap_or(i64::MAX);
+        let mut deleted = 0_u64;
+        if all {
+            let sql = format!(
+                "DELETE FROM {REJECTION_TABLE} WHERE rowid IN (SELECT rowid FROM \
+                 (SELECT rowid, row_number() OVER (PARTITION BY device \
+                 ORDER BY at_ms DESC, seq DESC) AS newest FROM {REJECTION_TABLE}) \
+                 WHERE newest > ?1)"
+            );
+            deleted = count(self.inner.db.execute(&sql, (keep,)).await?);
+        } else {
+            let sql = format!(
+                "DELETE FROM {REJECTION_TABLE} WHERE rowid IN (SELECT rowid FROM \
+                 {REJECTION_TABLE} WHERE device = ?1 ORDER BY at_ms DESC, seq DESC \
+                 LIMIT -1 OFFSET ?2)"
+            );
+            for device in devices {
+                let params = litehouse::params![device.as_str(), keep];
+                deleted += count(self.inner.db.execute(&sql, params).await?);
+            }
+        }
+        self.inner
+            .rejections_pruned
+            .fetch_add(deleted, Ordering::Relaxed);
+        Ok(deleted)
     }
 
     fn failed(&self, what: &str, device: &str, err: &litehouse::Error) {
@@ -265,6 +387,7 @@ impl Heartbeats {
             failed: self.inner.failed.load(Ordering::Relaxed),
             rejections_recorded: self.inner.rejections_recorded.load(Ordering::Relaxed),
             rejections_dropped: self.inner.rejections_dropped.load(Ordering::Relaxed),
+            rejections_pruned: self.inner.rejections_pruned.load(Ordering::Relaxed),
             last_error: self
                 .inner
                 .last_error
@@ -279,6 +402,8 @@ impl Heartbeats {
     /// # Errors
     /// The buffer's error when the last flush failed.
     pub async fn stop(&self) -> litehouse::Result<()> {
+        self.inner.stopped.store(true, Ordering::Relaxed);
+        self.inner.wake.notify_one();
         self.inner.buffer.stop().await.map(drop)
     }
 
@@ -321,6 +446,25 @@ impl Heartbeats {
                 Some((device, json!({ "total": total, "last": last })))
             })
             .collect())
+    }
+}
+
+/// The pruner task of one [`Heartbeats`]: prunes after each wake-up (many rejections
+/// recorded meanwhile make one prune), until the heartbeats are stopped or dropped. Holds
+/// them weakly, so it never keeps their engine alive.
+async fn pruner(heartbeats: Weak<Inner>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(inner) = heartbeats.upgrade() else {
+            return;
+        };
+        if inner.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let heartbeats = Heartbeats { inner };
+        if let Err(err) = heartbeats.prune_rejections().await {
+            tracing::warn!(error = %err, "sync rejections not pruned; retried after the next");
+        }
     }
 }
 

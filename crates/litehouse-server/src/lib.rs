@@ -52,7 +52,8 @@ pub use auth::{
 pub use config::ServerConfig;
 pub use debug::{DebugHandles, debug_router};
 pub use devices::{
-    HEARTBEAT_TABLE, HeartbeatStats, Heartbeats, ONLINE_WINDOW, REJECTION_TABLE, SyncRoute,
+    HEARTBEAT_TABLE, HeartbeatStats, Heartbeats, MAX_REJECTIONS_PER_DEVICE, ONLINE_WINDOW,
+    REJECTION_TABLE, SyncRoute,
 };
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, RawQuery};

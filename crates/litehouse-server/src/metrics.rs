@@ -203,6 +203,7 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
             for (outcome, count) in [
                 ("recorded", stats.rejections_recorded),
                 ("dropped", stats.rejections_dropped),
+                ("pruned", stats.rejections_pruned),
             ] {
                 counter!("litehouse_sync_rejections_total", "outcome" => outcome).absolute(count);
             }

@@ -350,7 +350,8 @@ async fn devices_route_lists_sequence_and_rejections_for_admins_only() {
         );
         batch["entries"][1]["collection"] = json!("nope");
         for _ in 0..2 {
-            // The second time every entry is a duplicate: nothing new is rejected.
+            // The second time every entry is a duplicate: acknowledged with the same
+            // rejection, which the devices view keeps once.
             let sent = server
                 .post("/api/sync/push", &batch)
                 .bearer_auth(&till)
@@ -358,6 +359,7 @@ async fn devices_route_lists_sequence_and_rejections_for_admins_only() {
                 .await?;
             let acked: PushResponse = serde_json::from_value(expect_ok(sent, 200).await)?;
             assert_eq!(acked.acked_seq, 3);
+            assert_eq!(acked.rejected.len(), 1, "{acked:?}");
         }
         // A push with a non-device token: the device is known by its push state, never seen.
         let other = push("till-8", 2, vec![(1, Op::Patch, json!({"x": 1}))]);
@@ -393,7 +395,7 @@ async fn devices_route_lists_sequence_and_rejections_for_admins_only() {
             (Json::Null, json!(false))
         );
         assert_eq!(eight["rejections"], 0, "{eight}");
-        assert_eq!(list["heartbeats"]["rejectionsRecorded"], 1, "{list}");
+        assert_eq!(list["heartbeats"]["rejectionsRecorded"], 2, "{list}");
 
         // Only the admin may look.
         let anonymous = server.get("/api/debug/sync/devices").send().await?;
@@ -553,4 +555,323 @@ async fn list_producers_pages_and_names_an_unreadable_state() {
         .expect("list");
     assert_eq!(first.len(), 2);
     assert_eq!(first[1].device, "dev-1");
+}
+
+/// A server over a store on `db` (a SQLite engine the test holds) and heartbeats in their own
+/// in-memory engine, as `litehouse serve` keeps them in the log database.
+struct HeldServer {
+    base: String,
+    client: reqwest::Client,
+    heartbeats: litehouse_server::Heartbeats,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HeldServer {
+    async fn start(db: &litehouse::Database, tokens: std::path::PathBuf) -> HeldServer {
+        let store = litehouse_docs::Store::from_database(db.clone())
+            .await
+            .expect("store");
+        store
+            .create_collection("notes", litehouse_docs::CollectionSpec::default())
+            .await
+            .expect("collection");
+        let name = crate::util::unique("held-heartbeats");
+        let log_db = litehouse::Database::open_memory(&name, litehouse::Config::default())
+            .expect("heartbeat database");
+        let heartbeats =
+            litehouse_server::Heartbeats::start(log_db, litehouse::BufferConfig::default())
+                .await
+                .expect("heartbeats");
+        let config = ServerConfig {
+            admin_token: crate::util::ADMIN.into(),
+            token_file: Some(tokens),
+            ..ServerConfig::default()
+        };
+        let debug = litehouse_server::DebugHandles {
+            buffer: Some(heartbeats.buffer().clone()),
+            ..litehouse_server::DebugHandles::default()
+        };
+        let state = litehouse_server::AppState::with_heartbeats(
+            store,
+            debug,
+            config,
+            Some(heartbeats.clone()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, litehouse_server::app(state))
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        HeldServer {
+            base,
+            client: reqwest::Client::new(),
+            heartbeats,
+            stop,
+            task,
+        }
+    }
+
+    async fn devices(&self) -> Result<Json, Box<dyn std::error::Error + Send + Sync>> {
+        let listed = self
+            .client
+            .get(format!("{}/api/debug/sync/devices", self.base))
+            .bearer_auth(crate::util::ADMIN)
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await?;
+        Ok(expect_ok(listed, 200).await)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("task").expect("serve");
+        self.heartbeats.stop().await.expect("stop heartbeats");
+    }
+}
+
+/// Holds `db`'s writer (a transaction that waits) until the returned sender is used or
+/// dropped.
+async fn hold_writer(db: &litehouse::Database) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let db = db.clone();
+    tokio::spawn(async move {
+        db.transaction(move |_| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        })
+        .await
+    });
+    running.await.expect("the writer runs the holder");
+    release
+}
+
+/// The dashboard polls the devices route every 2 s: it reads on readers, so it answers while
+/// the store's writer is busy (here held by a long transaction) instead of queueing behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devices_route_reads_while_the_writer_is_busy() -> crate::util::TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = litehouse::Database::open(dir.path().join("app.db"), litehouse::Config::default())?;
+    let tokens = dir.path().join("tokens.json");
+    let (_, till) = TokenFile::new(&tokens).create_device("till", "busy-till")?;
+    let server = HeldServer::start(&db, tokens).await;
+    let one = push("busy-till", 4, vec![(1, Op::Put, json!({"text": "a"}))]);
+    let pushed = server
+        .client
+        .post(format!("{}/api/sync/push", server.base))
+        .bearer_auth(&till)
+        .json(&one)
+        .send()
+        .await?;
+    expect_ok(pushed, 200).await;
+
+    let release = hold_writer(&db).await;
+    let list = server.devices().await?;
+    release.send(())?;
+    let till_row = device(&list, "busy-till");
+    assert_eq!(
+        (till_row["epoch"].clone(), till_row["lastSeq"].clone()),
+        (json!(4), json!(1)),
+        "{till_row}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+fn rejections(first: u64, last: u64) -> PushResponse {
+    PushResponse {
+        acked_seq: last,
+        rejected: (first..=last)
+            .map(|seq| litehouse_sync::Rejection {
+                seq,
+                op_id: format!("noisy-{seq}"),
+                reason: "collection \"nope\" not found".into(),
+            })
+            .collect(),
+    }
+}
+
+/// Each device keeps its newest `MAX_REJECTIONS_PER_DEVICE` rejections: the pruner deletes
+/// the older ones after they are recorded and counts them, and the devices route and
+/// `/metrics` show the count. Reads of a device's newest rejection use the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_are_bounded_per_device_and_the_pruned_are_counted() -> crate::util::TestResult {
+    let bound = litehouse_server::MAX_REJECTIONS_PER_DEVICE as u64;
+    assert_eq!(bound, 1_000);
+    let dir = tempfile::tempdir()?;
+    let db = litehouse::Database::open(dir.path().join("app.db"), litehouse::Config::default())?;
+    let server = HeldServer::start(&db, dir.path().join("tokens.json")).await;
+    let heartbeats = &server.heartbeats;
+    // Two pushes' worth for one device (the second newer), a few for another.
+    heartbeats.record_rejections("noisy", &rejections(1, 600));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    heartbeats.record_rejections("noisy", &rejections(601, bound + 50));
+    heartbeats.record_rejections("quiet", &rejections(1, 3));
+    // The pruner runs on its own after rejections are recorded.
+    let started = std::time::Instant::now();
+    while heartbeats.stats().rejections_pruned < 50 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            heartbeats.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(heartbeats.stats().rejections_pruned, 50);
+    assert_eq!(heartbeats.stats().rejections_recorded, bound + 53);
+    let log_db = heartbeats.database();
+    let kept: (i64, i64, i64) = log_db
+        .query_row(
+            "SELECT count(*), min(seq), max(seq) FROM _litehouse_sync_rejections \
+             WHERE device = 'noisy'",
+            (),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .await?;
+    assert_eq!(kept, (1_000, 51, 1_050), "only the newest remain");
+    let plan = log_db
+        .query_json(
+            "EXPLAIN QUERY PLAN SELECT seq FROM _litehouse_sync_rejections \
+             WHERE device = 'noisy' ORDER BY at_ms DESC, seq DESC LIMIT 1",
+            (),
+        )
+        .await?;
+    let plan = serde_json::to_string(&plan)?;
+    assert!(
+        plan.contains("_litehouse_sync_rejections_newest") && !plan.contains("TEMP B-TREE"),
+        "{plan}"
+    );
+
+    let list = server.devices().await?;
+    let noisy = device(&list, "noisy");
+    assert_eq!(noisy["rejections"], 1_000, "{noisy}");
+    assert_eq!(noisy["lastRejection"]["seq"], 1_050, "{noisy}");
+    assert_eq!(device(&list, "quiet")["rejections"], 3, "{list}");
+    assert_eq!(list["heartbeats"]["rejectionsPruned"], 50, "{list}");
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("litehouse_sync_rejections_total{outcome=\"pruned\"} 50"),
+        "{metrics}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+/// A rejections table an older server filled past the bound is pruned when heartbeats start,
+/// and gets its index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_rejections_table_is_pruned_at_start() -> crate::util::TestResult {
+    let name = crate::util::unique("old-rejections");
+    let db = litehouse::Database::open_memory(&name, litehouse::Config::default())?;
+    db.script(
+        "CREATE TABLE _litehouse_sync_rejections (device TEXT NOT NULL, op_id TEXT NOT NULL, \
+         seq INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL, \
+         PRIMARY KEY (device, op_id));
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1007)
+         INSERT INTO _litehouse_sync_rejections SELECT 'old', 'op-' || i, i, 'bad', i FROM n;",
+    )
+    .await?;
+    let heartbeats =
+        litehouse_server::Heartbeats::start(db.clone(), litehouse::BufferConfig::default()).await?;
+    assert_eq!(heartbeats.stats().rejections_pruned, 7);
+    let oldest: i64 = db
+        .query_row(
+            "SELECT min(seq) FROM _litehouse_sync_rejections",
+            (),
+            |row| row.get(0),
+        )
+        .await?;
+    assert_eq!(oldest, 8);
+    heartbeats.stop().await?;
+    Ok(())
+}
+
+/// A push whose device stopped waiting (its request timed out while the store's writer was
+/// busy) still commits and its rejection is still recorded for the devices view; the device's
+/// retry of the same batch is acknowledged with the same rejection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_in_a_timed_out_push_is_recorded_and_answered_to_the_retry()
+-> crate::util::TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = litehouse::Database::open(dir.path().join("app.db"), litehouse::Config::default())?;
+    let tokens = dir.path().join("tokens.json");
+    let (_, till) = TokenFile::new(&tokens).create_device("till", "late-till")?;
+    let server = HeldServer::start(&db, tokens).await;
+    let mut batch = push(
+        "late-till",
+        2,
+        vec![
+            (1, Op::Put, json!({"text": "a"})),
+            (2, Op::Put, json!({"text": "b"})),
+        ],
+    );
+    batch["entries"][1]["collection"] = json!("nope");
+    let send = |timeout: std::time::Duration| {
+        server
+            .client
+            .post(format!("{}/api/sync/push", server.base))
+            .bearer_auth(&till)
+            .json(&batch)
+            .timeout(timeout)
+            .send()
+    };
+
+    let release = hold_writer(&db).await;
+    let gave_up = send(std::time::Duration::from_secs(1));
+    let queued = async {
+        // The push reached the store (it waits behind the writer) before its device gives up.
+        let started = std::time::Instant::now();
+        while db.stats().queue_depth == 0 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let (gave_up, ()) = tokio::join!(gave_up, queued);
+    assert!(gave_up.is_err_and(|err| err.is_timeout()));
+    release.send(())?;
+
+    // The server finishes the push and records its rejection without the device.
+    let started = std::time::Instant::now();
+    let late = loop {
+        server.heartbeats.buffer().force_flush().await?;
+        let list = server.devices().await?;
+        if device(&list, "late-till")["rejections"] == 1 {
+            break list;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let row = device(&late, "late-till");
+    assert_eq!(row["lastSeq"], 2, "{row}");
+    assert_eq!(row["lastRejection"]["opId"], "late-till-2", "{row}");
+
+    let retried = send(std::time::Duration::from_secs(5)).await?;
+    let retried: PushResponse = serde_json::from_value(expect_ok(retried, 200).await)?;
+    assert_eq!(retried.acked_seq, 2);
+    assert_eq!(retried.rejected.len(), 1, "{retried:?}");
+    assert_eq!(
+        (retried.rejected[0].seq, retried.rejected[0].op_id.as_str()),
+        (2, "late-till-2")
+    );
+    assert_eq!(retried.rejected[0].reason, row["lastRejection"]["reason"]);
+    server.stop().await;
+    Ok(())
 }

@@ -36,7 +36,9 @@ pub struct DeviceConfig {
     pub path: PathBuf,
     /// Base URL of the sync server, e.g. `http://127.0.0.1:8080`.
     pub server_url: String,
-    /// Bearer token sent with every request.
+    /// Bearer token sent with every request. Never written to the file (the stored config
+    /// leaves it out, and an older file's stored token is removed at open): supply it at
+    /// each [`Device::open`].
     pub token: Option<String>,
     /// The device id of a new file (`None`: a random UUID). An existing file keeps its own;
     /// a different id here is [`DeviceError::DeviceIdMismatch`].

@@ -21,9 +21,10 @@ pub struct ProducerEntry {
 }
 
 /// Up to `max` devices with stored push state, ordered by device id, read in pages of at most
-/// [`MAX_META_SCAN`] in one transaction. Writes nothing (on SQLite the read still runs on the
-/// writer, like every store transaction). A value that does not parse as a [`ProducerState`]
-/// is listed with `state: None` and the reason, rather than failing the whole list.
+/// [`MAX_META_SCAN`] with [`Store::meta_scan`]: on a read snapshot, never on the SQLite
+/// writer, so a dashboard polling it neither waits behind pushes nor delays them (each page
+/// is its own snapshot). A value that does not parse as a [`ProducerState`] is listed with
+/// `state: None` and the reason, rather than failing the whole list.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -40,35 +41,33 @@ pub async fn list_producers(
     store: &Store,
     max: usize,
 ) -> litehouse_docs::Result<Vec<ProducerEntry>> {
-    store
-        .transaction(move |tx| async move {
-            let mut entries = Vec::new();
-            let mut after: Option<String> = None;
-            while entries.len() < max {
-                let limit = (max - entries.len()).min(MAX_META_SCAN);
-                let page = tx.meta_scan(NS_PRODUCER, after.as_deref(), limit).await?;
-                let full = page.len() == limit;
-                after = page.last().map(|(key, _)| key.clone());
-                for (device, value) in page {
-                    let entry = match serde_json::from_value::<ProducerState>(value) {
-                        Ok(state) => ProducerEntry {
-                            device,
-                            state: Some(state),
-                            unreadable: None,
-                        },
-                        Err(err) => ProducerEntry {
-                            device,
-                            state: None,
-                            unreadable: Some(err.to_string()),
-                        },
-                    };
-                    entries.push(entry);
-                }
-                if !full {
-                    break;
-                }
-            }
-            Ok(entries)
-        })
-        .await
+    let mut entries = Vec::new();
+    let mut after: Option<String> = None;
+    while entries.len() < max {
+        let limit = (max - entries.len()).min(MAX_META_SCAN);
+        let page = store
+            .meta_scan(NS_PRODUCER, after.as_deref(), limit)
+            .await?;
+        let full = page.len() == limit;
+        after = page.last().map(|(key, _)| key.clone());
+        for (device, value) in page {
+            let entry = match serde_json::from_value::<ProducerState>(value) {
+                Ok(state) => ProducerEntry {
+                    device,
+                    state: Some(state),
+                    unreadable: None,
+                },
+                Err(err) => ProducerEntry {
+                    device,
+                    state: None,
+                    unreadable: Some(err.to_string()),
+                },
+            };
+            entries.push(entry);
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(entries)
 }

@@ -157,9 +157,7 @@ async fn run<R: Replica>(
                             .await
                             {
                                 Ok(r) => r,
-                                Err(_) => {
-                                    Err(crate::PushFailure::Transport("request timed out".into()))
-                                }
+                                Err(_) => Err(crate::PushFailure::TimedOut),
                             };
                             Event::PushResult { req, result }
                         });

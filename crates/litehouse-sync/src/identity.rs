@@ -50,8 +50,7 @@ pub(crate) async fn init_bookkeeping(
         epoch: new_epoch(),
         created_at_ms: unix_ms(),
     };
-    let config_json =
-        serde_json::to_value(config).map_err(|e| DeviceError::Config(e.to_string()))?;
+    let config_json = stored_config(config)?;
     let collections = config.collections.clone();
     let opened = store
         .transaction(move |tx| async move {
@@ -95,6 +94,18 @@ pub(crate) async fn init_bookkeeping(
         });
     }
     Ok(opened)
+}
+
+/// The config as the file keeps it: everything but the bearer token, which is a secret the
+/// caller supplies at each open and which must not sit in a file that is copied, backed up
+/// and attached to bug reports. Writing it replaces whatever an older version stored, token
+/// included.
+fn stored_config(config: &DeviceConfig) -> Result<serde_json::Value, DeviceError> {
+    let mut value = serde_json::to_value(config).map_err(|e| DeviceError::Config(e.to_string()))?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("token");
+    }
+    Ok(value)
 }
 
 /// Every entry still in the outbox, in sequence order.

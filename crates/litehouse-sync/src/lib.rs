@@ -22,6 +22,7 @@ mod machine;
 mod outbox;
 mod producer;
 mod protocol;
+mod rejections;
 mod replica;
 mod server;
 mod transport;
@@ -32,15 +33,17 @@ pub use devices::{ProducerEntry, list_producers};
 pub use driver::{DriverStopped, Replica, SyncDriver};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use machine::{
-    Action, Event, LogRecord, Millis, PullFailure, PushFailure, SyncConfig, SyncMachine, SyncState,
-    SyncStatus,
+    Action, Event, GROW_AFTER, LogRecord, Millis, PullFailure, PushFailure, SyncConfig,
+    SyncMachine, SyncState, SyncStatus,
 };
 pub use producer::{Admission, AdmitError, ProducerState, admit};
 pub use protocol::{
     GapResponse, Hlc, Op, OutboxEntry, PullResponse, PulledChange, PushRequest, PushResponse,
     Rejection, StaleEpochResponse, lww_wins,
 };
+pub use rejections::MAX_REMEMBERED_REJECTIONS;
 pub use server::{
-    DeviceIdentity, MAX_PULL_PAGE, MAX_PUSHES, PushAcknowledged, router, sync_origin,
+    DeviceIdentity, MAX_PULL_PAGE, MAX_PUSHES, PushAcknowledged, RouterConfig, router, router_with,
+    sync_origin,
 };
 pub use transport::HttpTransport;

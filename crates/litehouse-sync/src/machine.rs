@@ -12,6 +12,13 @@
 //! - a local write, the network coming back, [`Event::Resume`] or [`Event::ForceSync`] wake it
 //!   at once, cutting a backoff wait short;
 //! - entries leave the pending queue only when the server acknowledged them.
+//!
+//! Push batch size: a push that timed out or was answered 5xx (503 `overloaded` included) is
+//! sent again with half as many entries (never fewer than one); the batch doubles back
+//! towards [`SyncConfig::max_batch`] only after [`GROW_AFTER`] acknowledged pushes in a row,
+//! so a server that is just coping is not pushed straight back into overload. A
+//! `Retry-After` the server sent is the least the machine waits before the next attempt
+//! (capped at [`SyncConfig::max_backoff`]).
 
 use std::collections::VecDeque;
 
@@ -22,6 +29,9 @@ use crate::protocol::{
 
 /// Milliseconds on the caller's monotonic clock. The machine only compares and adds them.
 pub type Millis = u64;
+
+/// Acknowledged pushes in a row after which a shrunk push batch doubles again.
+pub const GROW_AFTER: u32 = 4;
 
 /// Tuning of a [`SyncMachine`]. Serializable (missing fields take their defaults) so a
 /// device can keep it in its config table.
@@ -58,18 +68,23 @@ impl Default for SyncConfig {
 /// Why a push failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushFailure {
-    /// Connection error, timeout or an unreadable response: retried with backoff.
+    /// Connection error or an unreadable response: retried with backoff.
     Transport(String),
+    /// No answer within the request's deadline: retried with backoff and half the batch.
+    TimedOut,
     /// 409: the server expects another sequence.
     Gap(GapResponse),
     /// 403: the device's epoch is older than the server's.
     StaleEpoch(StaleEpochResponse),
-    /// Any other non-success status: retried with backoff.
+    /// Any other non-success status: retried with backoff. A 5xx also halves the next push.
     Server {
         /// HTTP status.
         status: u16,
         /// Response body or reason.
         message: String,
+        /// The server's `Retry-After`, in milliseconds, when it sent one: the least the
+        /// machine waits before trying again (capped at [`SyncConfig::max_backoff`]).
+        retry_after: Option<Millis>,
     },
 }
 
@@ -86,6 +101,9 @@ pub enum PullFailure {
         status: u16,
         /// Response body or reason.
         message: String,
+        /// The server's `Retry-After`, in milliseconds, when it sent one: the least the
+        /// machine waits before trying again (capped at [`SyncConfig::max_backoff`]).
+        retry_after: Option<Millis>,
     },
 }
 
@@ -291,9 +309,11 @@ pub struct SyncMachine {
     total_retries: u64,
     rejected_total: u64,
     /// Most entries in the next push: [`SyncConfig::max_batch`], halved after each push that
-    /// timed out and doubled back after each that succeeded, so a batch the server cannot
-    /// apply within the request timeout shrinks until one can.
+    /// timed out or got a 5xx, and doubled back after [`GROW_AFTER`] acknowledged pushes in a
+    /// row, so a batch the server cannot apply in time shrinks until one can.
     push_batch: usize,
+    /// Acknowledged pushes in a row since the batch last shrank or grew.
+    push_streak: u32,
 }
 
 impl SyncMachine {
@@ -333,6 +353,7 @@ impl SyncMachine {
             total_retries: 0,
             rejected_total: 0,
             push_batch,
+            push_streak: 0,
         }
     }
 
@@ -446,9 +467,13 @@ impl SyncMachine {
                 self.last_error = Some(error);
             }
             Event::PushResult { req, result } => {
-                if matches!(self.inflight, Some(Inflight::Push { req: r, .. }) if r == req) {
+                if let Some(Inflight::Push {
+                    req: r, entries, ..
+                }) = self.inflight
+                    && r == req
+                {
                     self.inflight = None;
-                    self.on_push_result(now, result, &mut out);
+                    self.on_push_result(now, entries, result, &mut out);
                 }
             }
             Event::PullResult { req, result } => {
@@ -473,7 +498,7 @@ impl SyncMachine {
         while self.pending.front().is_some_and(|(e, _)| e.seq <= up_to) {
             self.pending.pop_front();
         }
-        let n = before - self.pending.len();
+        let acknowledged = before - self.pending.len();
         for r in &rejected {
             self.log(
                 out,
@@ -491,7 +516,10 @@ impl SyncMachine {
             out,
             now,
             "push",
-            format!("{n} entries acknowledged up to seq {up_to}"),
+            format!(
+                "{} acknowledged up to seq {up_to}",
+                counted(acknowledged, "entry", "entries")
+            ),
         );
         out.push(Action::MarkSynced {
             up_to_seq: up_to,
@@ -504,10 +532,14 @@ impl SyncMachine {
     fn on_push_result(
         &mut self,
         now: Millis,
+        entries: usize,
         result: Result<PushResponse, PushFailure>,
         out: &mut Vec<Action>,
     ) {
         let first = self.pending.front().map(|(e, _)| e.seq);
+        if result.is_err() {
+            self.push_streak = 0;
+        }
         match result {
             Ok(resp) => {
                 if first.is_some_and(|f| resp.acked_seq < f) {
@@ -519,10 +551,7 @@ impl SyncMachine {
                     self.fail(now, "push-failed", msg, out);
                 } else {
                     self.consecutive_failures = 0;
-                    self.push_batch = self
-                        .push_batch
-                        .saturating_mul(2)
-                        .min(self.config.max_batch.max(1));
+                    self.grow_push_batch();
                     self.ack(now, resp.acked_seq, resp.rejected, out);
                 }
             }
@@ -546,8 +575,22 @@ impl SyncMachine {
                 self.fail(now, "push-failed", msg, out);
             }
             Err(PushFailure::Transport(msg)) => self.fail(now, "push-failed", msg, out),
-            Err(PushFailure::Server { status, message }) => {
-                self.fail(now, "push-failed", format!("HTTP {status}: {message}"), out)
+            Err(PushFailure::TimedOut) => {
+                let message = self.push_timed_out(entries);
+                self.fail(now, "push-failed", message, out);
+            }
+            Err(PushFailure::Server {
+                status,
+                message,
+                retry_after,
+            }) => {
+                let mut message = format!("HTTP {status}: {message}");
+                if status >= 500
+                    && let Some(batch) = self.shrink_push_batch(entries)
+                {
+                    message = format!("{message}; next push carries at most {batch}");
+                }
+                self.fail_after(now, "push-failed", message, retry_after, out);
             }
         }
     }
@@ -585,7 +628,8 @@ impl SyncMachine {
                 }
                 if n > 0 || full {
                     let what = if full { "full re-read" } else { "pull" };
-                    self.log(out, now, "pull", format!("{what}: {n} changes applied"));
+                    let applied = counted(n, "change", "changes");
+                    self.log(out, now, "pull", format!("{what}: {applied} applied"));
                 }
             }
             Err(PullFailure::Expired) => {
@@ -599,8 +643,13 @@ impl SyncMachine {
                 );
             }
             Err(PullFailure::Transport(msg)) => self.fail(now, "pull-failed", msg, out),
-            Err(PullFailure::Server { status, message }) => {
-                self.fail(now, "pull-failed", format!("HTTP {status}: {message}"), out)
+            Err(PullFailure::Server {
+                status,
+                message,
+                retry_after,
+            }) => {
+                let message = format!("HTTP {status}: {message}");
+                self.fail_after(now, "pull-failed", message, retry_after, out);
             }
         }
     }
@@ -628,10 +677,58 @@ impl SyncMachine {
         half + self.next_random() % (ceiling - half + 1)
     }
 
+    /// Halves the push batch after a push of `entries` timed out or got a 5xx; the new size,
+    /// or `None` when that push carried one entry already.
+    fn shrink_push_batch(&mut self, entries: usize) -> Option<usize> {
+        self.push_streak = 0;
+        if entries <= 1 {
+            return None;
+        }
+        self.push_batch = entries / 2;
+        Some(self.push_batch)
+    }
+
+    /// Shrinks the batch after a push of `entries` got no answer in time; the log message.
+    fn push_timed_out(&mut self, entries: usize) -> String {
+        match self.shrink_push_batch(entries) {
+            Some(batch) => format!("request timed out; next push carries at most {batch}"),
+            None => String::from("request timed out"),
+        }
+    }
+
+    /// Counts an acknowledged push; doubles a shrunk batch (up to `max_batch`) after
+    /// [`GROW_AFTER`] in a row.
+    fn grow_push_batch(&mut self) {
+        let max = self.config.max_batch.max(1);
+        if self.push_batch >= max {
+            self.push_streak = 0;
+            return;
+        }
+        self.push_streak = self.push_streak.saturating_add(1);
+        if self.push_streak >= GROW_AFTER {
+            self.push_batch = self.push_batch.saturating_mul(2).min(max);
+            self.push_streak = 0;
+        }
+    }
+
     fn fail(&mut self, now: Millis, kind: &'static str, msg: String, out: &mut Vec<Action>) {
+        self.fail_after(now, kind, msg, None, out);
+    }
+
+    /// Records a failure and backs off for at least `retry_after` (the server's
+    /// `Retry-After`, capped at `max_backoff` so the retry stays within it).
+    fn fail_after(
+        &mut self,
+        now: Millis,
+        kind: &'static str,
+        msg: String,
+        retry_after: Option<Millis>,
+        out: &mut Vec<Action>,
+    ) {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.total_retries += 1;
-        let delay = self.backoff_delay(self.consecutive_failures);
+        let floor = retry_after.map_or(0, |wait| wait.min(self.config.max_backoff.max(1)));
+        let delay = self.backoff_delay(self.consecutive_failures).max(floor);
         self.backoff_until = Some(now + delay);
         self.log(
             out,
@@ -669,11 +766,10 @@ impl SyncMachine {
             } else {
                 "pull-failed"
             };
-            let mut message = String::from("request timed out");
-            if let Some(entries) = pushed.filter(|&n| n > 1) {
-                self.push_batch = entries / 2;
-                message = format!("{message}; next push carries at most {}", self.push_batch);
-            }
+            let message = match pushed {
+                Some(entries) => self.push_timed_out(entries),
+                None => String::from("request timed out"),
+            };
             self.fail(now, kind, message, out);
         }
         if self.paused || !self.network_up {
@@ -736,5 +832,26 @@ impl SyncMachine {
             return;
         }
         out.push(Action::SleepUntil(self.next_pull_at));
+    }
+}
+
+/// `n` and the noun in its right number: `1 entry`, `2 entries`, `0 entries`.
+pub(crate) fn counted(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    #[test]
+    fn counted_picks_the_number() {
+        assert_eq!(counted(0, "entry", "entries"), "0 entries");
+        assert_eq!(counted(1, "entry", "entries"), "1 entry");
+        assert_eq!(counted(2, "change", "changes"), "2 changes");
     }
 }

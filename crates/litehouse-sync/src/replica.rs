@@ -10,7 +10,7 @@
 //! | `sync.device` | `identity` | `{device_id, epoch, created_at}` (written once per file) |
 //! | `sync.device` | `clock` | `{next_seq, last_hlc}`: the next outbox sequence, the last HLC |
 //! | `sync.device` | `cursor`, `acked`, `log_next` | pull cursor, highest acked seq, next log key |
-//! | `sync.config` | `config` | the [`DeviceConfig`](crate::DeviceConfig) the device runs with |
+//! | `sync.config` | `config` | the [`DeviceConfig`](crate::DeviceConfig) the device runs with, without its token |
 //! | `sync.outbox` | seq, 20 digits | an [`OutboxEntry`] not yet acknowledged |
 //! | `sync.hlc` | `collection/id` | `{hlc, device, deleted}` of the write the document shows |
 //! | `sync.log` | n, 20 digits | a [`SyncLogEntry`](crate::SyncLogEntry) (the last N kept) |

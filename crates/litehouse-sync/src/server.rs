@@ -9,6 +9,11 @@
 //! the device: the transaction is rolled back and run again with that entry recorded as
 //! rejected (acknowledged, not applied), so a batch with k bad entries runs k+1 times. This
 //! works on both engines (a failed statement aborts a PostgreSQL transaction).
+//!
+//! The rejections are remembered per device (namespace `sync.rejected`, the newest
+//! [`MAX_REMEMBERED_REJECTIONS`](crate::MAX_REMEMBERED_REJECTIONS) of its epoch), so that the same batch sent again (the device
+//! never got the answer: its request timed out while the push went on) is acknowledged with
+//! the same rejections rather than none.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -28,24 +33,55 @@ use tokio::sync::Semaphore;
 
 use crate::producer::{AdmitError, ProducerState, admit};
 use crate::protocol::{Hlc, Op, PullResponse, PulledChange, PushRequest, PushResponse, Rejection};
+use crate::rejections::{MAX_REASON_CHARS, remember, remembered};
 
 const NS_PRODUCER: &str = "sync.producer";
 const NS_HLC: &str = "sync.hlc";
 const NS_LOCK: &str = "sync.lock";
 const SYSTEM_FIELDS: [&str; 4] = ["id", "version", "createdAt", "updatedAt"];
 /// Most pushes applied at once by one [`router`] (including those whose device stopped
-/// waiting); more are answered 503.
+/// waiting); more are answered 503. The default of [`RouterConfig::max_pushes`].
 pub const MAX_PUSHES: usize = 64;
 /// Most changes in one pull page.
 pub const MAX_PULL_PAGE: usize = 1_000;
 
-/// The sync routes over `store`.
+/// Limits of the sync routes ([`router_with`]).
+///
+/// ```
+/// let config = litehouse_sync::RouterConfig::default();
+/// assert_eq!(config.max_pushes, litehouse_sync::MAX_PUSHES);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Most pushes applied at once, counting those whose device stopped waiting; one more is
+    /// answered 503 `overloaded` with `Retry-After`. At least 1.
+    pub max_pushes: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            max_pushes: MAX_PUSHES,
+        }
+    }
+}
+
+/// The sync routes over `store`, with the default [`RouterConfig`].
 pub fn router(store: Store) -> Router {
-    let pushes = Arc::new(Semaphore::new(MAX_PUSHES));
+    router_with(store, RouterConfig::default())
+}
+
+/// The sync routes over `store`, with `config`'s limits.
+pub fn router_with(store: Store, config: RouterConfig) -> Router {
+    let RouterConfig { max_pushes } = config;
+    let max_pushes = max_pushes.max(1);
+    let pushes = Arc::new(Semaphore::new(max_pushes));
     Router::new()
         .route(
             "/api/sync/push",
-            post(move |state, identity, body| push_to_the_end(pushes, state, identity, body)),
+            post(move |state, identity, body| {
+                push_to_the_end(pushes, max_pushes, state, identity, body)
+            }),
         )
         .route("/api/sync/pull", get(pull))
         .with_state(store)
@@ -57,11 +93,12 @@ pub fn router(store: Store) -> Router {
 /// instead, a batch that takes longer than the device waits would roll back and be sent
 /// again, unchanged, forever. A panic in the push is answered 500 and logged.
 ///
-/// At most [`MAX_PUSHES`] run at once, counting those whose device has gone: one more is
-/// answered 503 with `Retry-After` (the device backs off and sends it again), so devices
-/// that give up and retry cannot pile up tasks.
+/// At most [`RouterConfig::max_pushes`] run at once, counting those whose device has gone:
+/// one more is answered 503 with `Retry-After` (the device backs off, halves its batch and
+/// sends it again), so devices that give up and retry cannot pile up tasks.
 async fn push_to_the_end(
     pushes: Arc<Semaphore>,
+    max_pushes: usize,
     state: State<Store>,
     identity: Option<axum::Extension<DeviceIdentity>>,
     body: axum::body::Bytes,
@@ -69,7 +106,10 @@ async fn push_to_the_end(
     let Ok(permit) = pushes.try_acquire_owned() else {
         let mut response = error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("{MAX_PUSHES} pushes are running; try again shortly"),
+            format!(
+                "{} running; try again shortly",
+                crate::machine::counted(max_pushes, "push is", "pushes are")
+            ),
         );
         response
             .headers_mut()
@@ -213,7 +253,9 @@ async fn push(
                     Ok(a) => a,
                     Err(e) => return Ok(Outcome::Refused(e)),
                 };
-                let entries = &req2.entries[admission.skip..];
+                let (duplicates, entries) = req2.entries.split_at(admission.skip);
+                // Sent again: the rejections those entries had the first time.
+                let mut answered = remembered(&tx, &req2.device, req2.epoch, duplicates).await?;
                 // The marks of every target document, read in batches; kept up to date as
                 // entries apply (a batch may write a document more than once) and written
                 // back in batches at the end.
@@ -322,11 +364,15 @@ async fn push(
                     tx.meta_put_many(NS_HLC, std::mem::replace(&mut new_marks, rest))
                         .await?;
                 }
+                if !rejections.is_empty() {
+                    remember(&tx, &req2.device, req2.epoch, &rejections).await?;
+                }
+                answered.extend(rejections);
                 let next = serde_json::to_value(admission.next).unwrap_or_default();
                 tx.meta_put(NS_PRODUCER, &req2.device, next).await?;
                 Ok(Outcome::Done(PushResponse {
                     acked_seq: admission.next.last_seq,
-                    rejected: rejections,
+                    rejected: answered,
                 }))
             })
             .await;
@@ -348,7 +394,7 @@ async fn push(
             // The transaction rolled back; run it again with this entry rejected. Bounded:
             // each round adds one entry of the batch.
             Ok(Outcome::Reject(seq, reason)) => {
-                rejected.insert(seq, reason);
+                rejected.insert(seq, reason.chars().take(MAX_REASON_CHARS).collect());
             }
             Ok(Outcome::Corrupt(msg)) => return error(StatusCode::INTERNAL_SERVER_ERROR, msg),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -77,16 +77,10 @@ impl HttpTransport {
             .post(format!("{}/api/sync/push", self.base))
             .timeout(timeout)
             .json(request);
-        let resp = self
-            .auth(rb)
-            .send()
-            .await
-            .map_err(|e| PushFailure::Transport(describe(&e)))?;
+        let resp = self.auth(rb).send().await.map_err(push_failure)?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| PushFailure::Transport(describe(&e)))?;
+        let retry_after = retry_after(&resp);
+        let body = resp.bytes().await.map_err(push_failure)?;
         let parse_err = |e: serde_json::Error| {
             PushFailure::Transport(format!("unreadable {status} response: {e}"))
         };
@@ -101,6 +95,7 @@ impl HttpTransport {
             _ => Err(PushFailure::Server {
                 status,
                 message: String::from_utf8_lossy(&body).into_owned(),
+                retry_after,
             }),
         }
     }
@@ -147,6 +142,7 @@ impl HttpTransport {
             .await
             .map_err(|e| PullFailure::Transport(describe(&e)))?;
         let status = resp.status().as_u16();
+        let retry_after = retry_after(&resp);
         let body = resp
             .bytes()
             .await
@@ -158,9 +154,35 @@ impl HttpTransport {
             _ => Err(PullFailure::Server {
                 status,
                 message: String::from_utf8_lossy(&body).into_owned(),
+                retry_after,
             }),
         }
     }
+}
+
+/// A failed exchange: [`PushFailure::TimedOut`] when it ran out of time (so the machine
+/// shrinks the batch), otherwise the transport error.
+fn push_failure(e: reqwest::Error) -> PushFailure {
+    if e.is_timeout() {
+        PushFailure::TimedOut
+    } else {
+        PushFailure::Transport(describe(&e))
+    }
+}
+
+/// Most seconds of a `Retry-After` taken as they are (the machine caps the wait anyway).
+const MAX_RETRY_AFTER_SECS: u64 = 3_600;
+
+/// A `Retry-After` in whole seconds, in milliseconds. The HTTP-date form and anything
+/// unreadable count as absent (the machine's own backoff applies).
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    let text = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    let seconds: u64 = text.trim().parse().ok()?;
+    Some(seconds.min(MAX_RETRY_AFTER_SECS) * 1_000)
 }
 
 fn describe(e: &reqwest::Error) -> String {

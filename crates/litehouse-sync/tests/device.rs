@@ -623,6 +623,54 @@ async fn device_bookkeeping_is_local_and_bounded() {
     fresh.stop().await;
 }
 
+/// The bearer token is a secret the caller supplies at each open: the file keeps the rest of
+/// the config but never the token, and a token an older version stored is removed at open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_never_stored_in_the_file() {
+    const OLD: &str = "lh_old-secret-9f3a";
+    const NEW: &str = "lh_new-secret-27c4";
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = device_config(dir.path(), "keeper", "http://127.0.0.1:9", 7);
+    config.start_paused = true;
+    // A file as an older version left it: its config row holds the token.
+    let old = Store::open_sqlite(&config.path).await.unwrap();
+    let mut stored = serde_json::to_value(&config).unwrap();
+    stored["token"] = json!(OLD);
+    old.transaction(move |tx| async move { tx.meta_put("sync.config", "config", stored).await })
+        .await
+        .unwrap();
+    drop(old);
+
+    config.token = Some(NEW.into());
+    let device = Device::open(config.clone()).await.unwrap();
+    device.create(COLLECTION, json!({"x": 1})).await.unwrap();
+    device.stop().await;
+
+    let file = rusqlite::Connection::open(&config.path).unwrap();
+    let rows: Vec<(String, String, String)> = file
+        .prepare("SELECT ns, key, value FROM _litehouse_meta WHERE ns = 'sync.config'")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let kept: Json = serde_json::from_str(&rows[0].2).unwrap();
+    assert_eq!(kept["server_url"], "http://127.0.0.1:9", "{kept}");
+    assert_eq!(kept["device_id"], "keeper", "{kept}");
+    assert!(kept.get("token").is_none(), "{kept}");
+    for secret in [OLD, NEW] {
+        let found: i64 = file
+            .query_row(
+                "SELECT count(*) FROM _litehouse_meta WHERE instr(ns || key || value, ?1) > 0",
+                [secret],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 0, "{secret} is in the file's bookkeeping");
+    }
+}
+
 /// The pull-apply measurement runs and applies every change (the number is printed; the
 /// target, ≥ 50k changes/s on SQLite, is checked in a release build by the ignored test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,6 +236,7 @@ fn local_write_and_network_up_cut_backoff_short() {
             result: Err(PushFailure::Server {
                 status: 503,
                 message: "busy".into(),
+                retry_after: None,
             }),
         },
     );
@@ -499,7 +500,8 @@ fn config_and_status_serialize() {
 }
 
 /// A batch the server cannot apply within the request timeout shrinks by half after each
-/// timeout until one gets through, then grows back after each acknowledged push.
+/// timeout until one gets through, then doubles back after every `GROW_AFTER` acknowledged
+/// pushes in a row.
 #[test]
 fn a_push_that_times_out_is_retried_with_half_the_batch() {
     let clock = uhlc::HLC::default();
@@ -540,7 +542,7 @@ fn a_push_that_times_out_is_retried_with_half_the_batch() {
         "{:?}",
         m.status(now).last_error
     );
-    // Acknowledged: the next batch is twice as large, and so on up to max_batch.
+    // Acknowledged: the batch doubles after every four acknowledgements in a row.
     let mut acked = last;
     let mut result = Ok(PushResponse {
         acked_seq: acked,
@@ -563,5 +565,218 @@ fn a_push_that_times_out_is_retried_with_half_the_batch() {
         });
         now += 1;
     }
-    assert_eq!(grown, [2, 4, 8, 5]);
+    assert_eq!(litehouse_sync::GROW_AFTER, 4);
+    assert_eq!(grown, [1, 1, 1, 2, 2, 2, 2, 4, 4]);
+}
+
+/// A machine paused while `count` entries were written, with `max_batch` 8; resumed at 10,
+/// it has sent its first push (returned with the actions).
+fn paused_writer(count: u64) -> (SyncMachine, Vec<Action>) {
+    let clock = uhlc::HLC::default();
+    let config = SyncConfig {
+        max_batch: 8,
+        ..config()
+    };
+    let mut m = SyncMachine::new(config, "dev-1", 1, Some("c0".into()), 0);
+    m.handle(0, Event::Pause);
+    for seq in 1..=count {
+        m.handle(1, Event::LocalWrite(entry(&clock, seq)));
+    }
+    let a = m.handle(10, Event::Resume);
+    (m, a)
+}
+
+fn server_error(status: u16, retry_after: Option<u64>) -> Result<PushResponse, PushFailure> {
+    Err(PushFailure::Server {
+        status,
+        message: "overloaded".into(),
+        retry_after,
+    })
+}
+
+fn size(push: (u64, u64, u64)) -> u64 {
+    push.2 - push.1 + 1
+}
+
+/// A 503 (or any 5xx) halves the next push like a timeout does, down to one entry, and its
+/// `Retry-After` is the least the machine waits (capped at `max_backoff`); a 4xx halves
+/// nothing.
+#[test]
+fn a_5xx_push_halves_the_batch_and_waits_at_least_retry_after() {
+    let (mut m, a) = paused_writer(40);
+    let mut push = push_of(&a).expect("a push");
+    let mut now = 10;
+    let mut sizes = vec![size(push)];
+    // base_backoff is 100: without Retry-After the first retry would come within 100 ms.
+    let answers = [
+        (503, Some(700)),
+        (500, None),
+        (502, Some(60_000)),
+        (503, None),
+    ];
+    for (status, retry_after) in answers {
+        let a = m.handle(
+            now,
+            Event::PushResult {
+                req: push.0,
+                result: server_error(status, retry_after),
+            },
+        );
+        assert!(push_of(&a).is_none());
+        let wake = sleep_of(&a).expect("backoff");
+        if let Some(wait) = retry_after {
+            assert!(wake >= now + wait.min(1_000), "{wake} {now} {wait}");
+        }
+        assert!(wake <= now + 1_000, "within max_backoff: {wake} {now}");
+        now = wake;
+        push = push_of(&m.handle(now, Event::Timer)).expect("retried");
+        sizes.push(size(push));
+    }
+    assert_eq!(sizes, [8, 4, 2, 1, 1]);
+    assert!(
+        m.status(now)
+            .last_error
+            .is_some_and(|e| e.starts_with("HTTP 503")),
+        "{:?}",
+        m.status(now).last_error
+    );
+
+    // A 400 is the request's fault, not the load's: the batch stays as it is.
+    let (mut m, a) = paused_writer(40);
+    let push = push_of(&a).expect("a push");
+    let a = m.handle(
+        10,
+        Event::PushResult {
+            req: push.0,
+            result: server_error(400, None),
+        },
+    );
+    let wake = sleep_of(&a).expect("backoff");
+    assert!(
+        wake <= 10 + 100,
+        "no Retry-After: the machine's own backoff"
+    );
+    let retried = push_of(&m.handle(wake, Event::Timer)).expect("retried");
+    assert_eq!(size(retried), 8);
+}
+
+/// After a shrink the batch grows back only after `GROW_AFTER` acknowledgements in a row: a
+/// failure in between starts the count again, so a server at its limit sees no oscillation.
+#[test]
+fn a_shrunk_batch_grows_back_only_after_consecutive_acks() {
+    let (mut m, a) = paused_writer(60);
+    let push = push_of(&a).expect("a push");
+    // The transport's own timeout is typed: it shrinks the batch too.
+    let a = m.handle(
+        10,
+        Event::PushResult {
+            req: push.0,
+            result: Err(PushFailure::TimedOut),
+        },
+    );
+    let mut now = sleep_of(&a).expect("backoff");
+    let mut push = push_of(&m.handle(now, Event::Timer)).expect("retried");
+    assert_eq!(size(push), 4);
+    assert!(
+        m.status(now)
+            .last_error
+            .is_some_and(|e| e.contains("at most 4")),
+        "{:?}",
+        m.status(now).last_error
+    );
+    let mut sizes = Vec::new();
+    // Three acks, one 503, then acks until the batch is back at 8.
+    for step in 0..12 {
+        now += 1;
+        let result = if step == 3 {
+            server_error(503, None)
+        } else {
+            Ok(PushResponse {
+                acked_seq: push.2,
+                rejected: vec![],
+            })
+        };
+        let failed = result.is_err();
+        let mut a = m.handle(
+            now,
+            Event::PushResult {
+                req: push.0,
+                result,
+            },
+        );
+        if failed {
+            now = sleep_of(&a).expect("backoff");
+            a = m.handle(now, Event::Timer);
+        }
+        push = push_of(&a).expect("next push");
+        sizes.push(size(push));
+    }
+    // 4 4 4 (three acks, no growth), the 503 halves to 2; four acks grow it to 4, four more
+    // to 8.
+    assert_eq!(sizes, [4, 4, 4, 2, 2, 2, 2, 4, 4, 4, 4, 8]);
+}
+
+fn log_messages(actions: &[Action], kind: &str) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log(l) if l.kind == kind => Some(l.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The sync log counts in the right number: "1 entry", "1 change", "2 entries".
+#[test]
+fn sync_log_counts_in_the_right_number() {
+    let clock = uhlc::HLC::default();
+    let mut m = idle_machine();
+    let (req, ..) = push_of(&m.handle(10, Event::LocalWrite(entry(&clock, 1)))).unwrap();
+    let acked = Ok(PushResponse {
+        acked_seq: 1,
+        rejected: vec![],
+    });
+    let a = m.handle(11, Event::PushResult { req, result: acked });
+    assert_eq!(
+        log_messages(&a, "push"),
+        ["1 entry acknowledged up to seq 1"]
+    );
+    let (req, _) = pull_of(&a).expect("a pull after the push");
+    let change = PulledChange {
+        collection: "tx".into(),
+        doc_id: "a".into(),
+        op: Op::Put,
+        document: serde_json::json!({"x": 1}),
+        hlc: Hlc(clock.new_timestamp()),
+        device: "dev-2".into(),
+    };
+    let pulled = Ok(PullResponse {
+        changes: vec![change],
+        next: Some("c1".into()),
+        up_to_date: true,
+        resume: None,
+    });
+    let a = m.handle(
+        12,
+        Event::PullResult {
+            req,
+            result: pulled,
+        },
+    );
+    assert_eq!(log_messages(&a, "pull"), ["pull: 1 change applied"]);
+
+    m.handle(20, Event::Pause);
+    for seq in 2..=3 {
+        m.handle(20, Event::LocalWrite(entry(&clock, seq)));
+    }
+    let (req, ..) = push_of(&m.handle(21, Event::Resume)).unwrap();
+    let acked = Ok(PushResponse {
+        acked_seq: 3,
+        rejected: vec![],
+    });
+    let a = m.handle(22, Event::PushResult { req, result: acked });
+    assert_eq!(
+        log_messages(&a, "push"),
+        ["2 entries acknowledged up to seq 3"]
+    );
 }

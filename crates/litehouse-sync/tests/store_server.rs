@@ -1,12 +1,12 @@
 //! The store-backed sync routes (`litehouse_sync::router`) over a real SQLite store on
 //! loopback: the push rules over HTTP, and devices converging through the fault proxy.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use litehouse_docs::{ChangeFilter, CollectionSpec, Store};
 use litehouse_sync::{
     Event, FaultMode, FaultProxy, Hlc, HttpTransport, Op, OutboxEntry, PushFailure, PushRequest,
-    SyncConfig,
+    RouterConfig, SyncConfig,
 };
 
 use crate::http::TestDevice;
@@ -150,6 +150,17 @@ async fn push_rules(store: Store) {
     assert_eq!(store.get("tx", &uuid(4)).await.unwrap().body["seq"], 4);
     assert_eq!(store.get("tx", &uuid(1)).await.unwrap().body["seq"], 5);
     assert_eq!(store.get("tx", &uuid(1)).await.unwrap().version, 2);
+    // Sent again (the answer was lost): a duplicate, acknowledged with the same rejection.
+    let again = t.push(&mixed, timeout).await.unwrap();
+    assert_eq!((again.acked_seq, &again.rejected), (5, &resp.rejected));
+    // Half of it again, as a device that halved its batch sends it: only its rejection.
+    let half = request(&clock, 5, &[(3, "nope", 3), (4, "tx", 4)]);
+    assert_eq!(
+        t.push(&half, timeout).await.unwrap().rejected,
+        resp.rejected
+    );
+    let later = request(&clock, 5, &[(4, "tx", 4), (5, "tx", 1)]);
+    assert!(t.push(&later, timeout).await.unwrap().rejected.is_empty());
 
     // An older write (smaller HLC) to a document loses: acknowledged, no effect.
     let mut old = request(&clock, 5, &[(6, "tx", 1)]);
@@ -261,4 +272,171 @@ async fn devices_converge_through_a_store_backed_server() {
 
 async fn server_body(store: &Store, id: &str) -> serde_json::Map<String, serde_json::Value> {
     store.get("tx", id).await.unwrap().body
+}
+
+/// A server store on a SQLite file whose engine the test holds, serving
+/// `router_with(config)` on loopback.
+async fn serve_held(
+    dir: &tempfile::TempDir,
+    config: RouterConfig,
+) -> (
+    litehouse::Database,
+    Store,
+    String,
+    tokio::task::JoinHandle<()>,
+) {
+    let db = litehouse::Database::open(dir.path().join("server.db"), litehouse::Config::default())
+        .unwrap();
+    let store = Store::from_database(db.clone()).await.unwrap();
+    store
+        .create_collection("tx", CollectionSpec::default())
+        .await
+        .unwrap();
+    let app = litehouse_sync::router_with(store.clone(), config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (db, store, base, task)
+}
+
+/// Holds `db`'s writer (a transaction that waits) until the returned sender is used or
+/// dropped: every push that reaches the store queues behind it.
+async fn hold_writer(db: &litehouse::Database) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let db = db.clone();
+    tokio::spawn(async move {
+        db.transaction(move |_| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        })
+        .await
+    });
+    running.await.unwrap();
+    release
+}
+
+/// Waits until `n` requests wait in `db`'s write queue.
+async fn wait_queued(db: &litehouse::Database, n: usize) {
+    let started = Instant::now();
+    while db.stats().queue_depth < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no push reached the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// With every push place taken (one, through `RouterConfig`), one more push is answered 503
+/// `overloaded` with `Retry-After` at once, which the transport hands to the machine; the
+/// push holding the place still finishes, and then pushes are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_push_cap_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _store, base, task) = serve_held(&dir, RouterConfig { max_pushes: 1 }).await;
+    let t = HttpTransport::new(base.clone(), Duration::from_secs(2)).unwrap();
+    let clock = uhlc::HLC::default();
+    let release = hold_writer(&db).await;
+    let first = request(&clock, 1, &[(1, "tx", 1)]);
+    let holder = {
+        let t = t.clone();
+        let first = first.clone();
+        tokio::spawn(async move { t.push(&first, Duration::from_secs(20)).await })
+    };
+    wait_queued(&db, 1).await;
+
+    let second = request(&clock, 1, &[(1, "tx", 1), (2, "tx", 2)]);
+    match t.push(&second, Duration::from_secs(5)).await {
+        Err(PushFailure::Server {
+            status: 503,
+            message,
+            retry_after: Some(1_000),
+        }) => {
+            let body: serde_json::Value = serde_json::from_str(&message).unwrap();
+            assert_eq!(body["code"], "overloaded", "{body}");
+            assert_eq!(body["message"], "1 push is running; try again shortly");
+        }
+        other => panic!("expected 503 with Retry-After: {other:?}"),
+    }
+    let raw = reqwest::Client::new()
+        .post(format!("{base}/api/sync/push"))
+        .json(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 503);
+    assert_eq!(raw.headers()["retry-after"], "1");
+
+    release.send(()).unwrap();
+    assert_eq!(holder.await.unwrap().unwrap().acked_seq, 1);
+    let resp = t.push(&second, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(resp.acked_seq, 2);
+    task.abort();
+}
+
+/// A push whose device stopped waiting (its request timed out while the server's writer was
+/// busy) still commits, its rejected entry included; the device's retry of the same batch is a
+/// duplicate, acknowledged with the same rejection, so the device learns of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_in_a_timed_out_push_is_answered_to_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store, base, task) = serve_held(&dir, RouterConfig::default()).await;
+    let t = HttpTransport::new(base, Duration::from_secs(2)).unwrap();
+    let clock = uhlc::HLC::default();
+    let batch = request(&clock, 3, &[(1, "tx", 1), (2, "nope", 2), (3, "tx", 3)]);
+    let release = hold_writer(&db).await;
+    let gave_up = {
+        let t = t.clone();
+        let batch = batch.clone();
+        tokio::spawn(async move { t.push(&batch, Duration::from_secs(1)).await })
+    };
+    // The push reached the store (it waits behind the writer) before its device gives up.
+    wait_queued(&db, 1).await;
+    assert_eq!(gave_up.await.unwrap(), Err(PushFailure::TimedOut));
+    release.send(()).unwrap();
+
+    // The push went on without its device: wait until it committed.
+    let started = Instant::now();
+    loop {
+        let state = store
+            .transaction(|tx| async move { tx.meta_get("sync.producer", "d1").await })
+            .await
+            .unwrap();
+        if state.is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.get("tx", &uuid(3)).await.unwrap().body["seq"], 3);
+
+    let retried = t.push(&batch, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(retried.acked_seq, 3);
+    assert_eq!(retried.rejected.len(), 1, "{retried:?}");
+    assert_eq!(
+        (retried.rejected[0].seq, retried.rejected[0].op_id.as_str()),
+        (2, "op-2")
+    );
+    assert!(
+        retried.rejected[0].reason.contains("nope"),
+        "{:?}",
+        retried.rejected[0]
+    );
+    let head = store.head().await.unwrap();
+    assert_eq!(
+        t.push(&batch, Duration::from_secs(5)).await.unwrap(),
+        retried,
+        "the same answer every time"
+    );
+    assert_eq!(
+        store.head().await.unwrap(),
+        head,
+        "and nothing applied again"
+    );
+    task.abort();
 }

@@ -9,7 +9,9 @@ use console::style;
 use litehouse_sync::{Device, SyncState};
 use tokio::runtime::Runtime;
 
-use super::show::{ago, print_log, print_status, print_transactions, printable, status_line};
+use super::show::{
+    ago, counted, print_log, print_status, print_transactions, printable, status_line,
+};
 use super::{DEMO_DEVICE, Demo, OTHER_DEVICE, Synced, record_transaction, sync_now};
 
 pub(super) fn menu(
@@ -89,14 +91,20 @@ pub(super) fn menu(
         }
     }
     let pending = runtime.block_on(demo.device.status())?.sync.pending;
+    let pending = u64::try_from(pending).unwrap_or(u64::MAX);
+    let (what, go, stay) = (
+        counted(pending, "pending transaction", "pending transactions"),
+        if pending == 1 { "goes" } else { "go" },
+        if pending == 1 { "stays" } else { "stay" },
+    );
     if pending > 0 && demo.temp.is_some() {
         println!(
-            "stopping: {pending} pending transactions go with the temporary directory \
+            "stopping: {what} {go} with the temporary directory \
              (--dir DIR keeps the device and its server between runs)"
         );
     } else if pending > 0 {
         println!(
-            "stopping: {pending} pending transactions stay in {} and go out on the next run",
+            "stopping: {what} {stay} in {} and {go} out on the next run",
             demo.file.display()
         );
     } else {

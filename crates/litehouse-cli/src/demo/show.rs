@@ -14,6 +14,15 @@ pub(super) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// `n` and the noun in its right number: `1 transaction`, `2 transactions`, `0 retries`.
+pub(super) fn counted(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// The sync machine's clock: milliseconds since its driver started.
 pub(super) fn machine_now(status: &DeviceStatus) -> u64 {
     unix_ms().saturating_sub(status.started_at_ms)
@@ -94,8 +103,9 @@ pub(super) fn print_status(status: &DeviceStatus, server: &str) {
     row(
         "retries",
         format!(
-            "{} failures in a row, {} retries since start",
-            sync.consecutive_failures, sync.total_retries
+            "{} in a row, {} since start",
+            counted(sync.consecutive_failures.into(), "failure", "failures"),
+            counted(sync.total_retries, "retry", "retries")
         ),
     );
     row("rejected", sync.rejected_total.to_string());
@@ -162,7 +172,8 @@ pub(super) async fn print_transactions(device: &Device) -> anyhow::Result<()> {
         .collect();
     let total = page.total_items.unwrap_or(page.items.len() as u64);
     println!(
-        "  {total} transactions on this device{}",
+        "  {} on this device{}",
+        counted(total, "transaction", "transactions"),
         if total > 20 { " (newest 20)" } else { "" }
     );
     if !page.items.is_empty() {
@@ -238,5 +249,12 @@ mod tests {
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
         assert_eq!(truncate("a\u{1b}]0;x\u{7}b", 10), "a\u{fffd}]0;x\u{fffd}b");
+    }
+
+    #[test]
+    fn counts_take_the_right_number() {
+        assert_eq!(counted(0, "transaction", "transactions"), "0 transactions");
+        assert_eq!(counted(1, "transaction", "transactions"), "1 transaction");
+        assert_eq!(counted(2, "retry", "retries"), "2 retries");
     }
 }

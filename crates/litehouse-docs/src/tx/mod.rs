@@ -714,6 +714,45 @@ pub(crate) fn check_id(id: &str) -> Result<()> {
 }
 
 impl Store {
+    /// Up to `limit` (at most [`MAX_META_SCAN`]) bookkeeping entries of `ns` with keys after
+    /// `after_key`, ordered by key (byte order), read on a snapshot outside any write: on
+    /// SQLite on a reader connection, never on the writer, so a dashboard polling it does not
+    /// queue behind (or hold up) writes. [`Tx::meta_scan`] reads the same inside a
+    /// transaction.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use litehouse_docs::Store;
+    /// use serde_json::json;
+    ///
+    /// let store = Store::from_database(litehouse::Database::open_memory("doc-meta-scan", litehouse::Config::default())?).await?;
+    /// store
+    ///     .transaction(|tx| async move {
+    ///         tx.meta_put("sync", "b", json!(2)).await?;
+    ///         tx.meta_put("sync", "a", json!(1)).await
+    ///     })
+    ///     .await?;
+    /// let entries = store.meta_scan("sync", None, 10).await?;
+    /// assert_eq!(entries, [("a".to_owned(), json!(1)), ("b".to_owned(), json!(2))]);
+    /// assert_eq!(store.meta_scan("sync", Some("a"), 10).await?.len(), 1);
+    /// # Ok::<(), litehouse_docs::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// The engine's error; [`Error::Corrupt`] for a stored value that is not JSON.
+    pub async fn meta_scan(
+        &self,
+        ns: &str,
+        after_key: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Json)>> {
+        let ns = ns.to_owned();
+        let after = after_key.map(str::to_owned);
+        let limit = limit.clamp(1, MAX_META_SCAN);
+        in_transaction!(self, read, |c| run::meta_scan(c, ns, after, limit))
+    }
+
     /// Runs `work` in one transaction with document operations, bookkeeping and their
     /// changes committed together: all or nothing. `work` returning an error rolls back.
     ///

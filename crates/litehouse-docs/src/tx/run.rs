@@ -214,25 +214,38 @@ async fn execute(c: &impl Conn, config: &StoreConfig, request: Request) -> Resul
             Response::Deleted(true)
         }
         Request::MetaScan { ns, after, limit } => {
-            let mut sql = Sql::new(dialect);
-            sql.push("SELECT key, value FROM ")
-                .push(&meta)
-                .push(" WHERE ns = ")
-                .bind(Param::Text(ns));
-            if let Some(after) = after {
-                sql.push(" AND key > ").bind(Param::Text(after));
-            }
-            sql.push(" ORDER BY key LIMIT ")
-                .bind_count(i64::try_from(limit).unwrap_or(i64::MAX));
-            let mut entries = Vec::new();
-            for row in c.texts(&sql).await? {
-                if let [Some(key), Some(value)] = row.as_slice() {
-                    entries.push((key.clone(), parse_meta(value)?));
-                }
-            }
-            Response::Entries(entries)
+            Response::Entries(meta_scan(c, ns, after, limit).await?)
         }
     })
+}
+
+/// Up to `limit` entries of `ns` with keys after `after`, by key: a [`Tx::meta_scan`] in a
+/// transaction, [`Store::meta_scan`] on a read snapshot.
+pub(super) async fn meta_scan(
+    c: &impl Conn,
+    ns: String,
+    after: Option<String>,
+    limit: usize,
+) -> Result<Vec<(String, Json)>> {
+    let dialect = c.dialect();
+    let meta = dialect.qualify(META_TABLE);
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT key, value FROM ")
+        .push(&meta)
+        .push(" WHERE ns = ")
+        .bind(Param::Text(ns));
+    if let Some(after) = after {
+        sql.push(" AND key > ").bind(Param::Text(after));
+    }
+    sql.push(" ORDER BY key LIMIT ")
+        .bind_count(i64::try_from(limit).unwrap_or(i64::MAX));
+    let mut entries = Vec::new();
+    for row in c.texts(&sql).await? {
+        if let [Some(key), Some(value)] = row.as_slice() {
+            entries.push((key.clone(), parse_meta(value)?));
+        }
+    }
+    Ok(entries)
 }
 
 fn parse_meta(text: &str) -> Result<Json> {

@@ -4,7 +4,7 @@
 
 // Points per chart: one per 2-second poll, so the last minute.
 const POINTS = 30;
-const state = { token: null, previous: null, series: {} };
+const state = { token: null, previous: null, series: {}, devicesAt: null };
 
 function tokenFromUrl() {
   const hash = new URLSearchParams(location.hash.slice(1));
@@ -196,9 +196,29 @@ function ago(ms) {
   return `${Math.floor(seconds / 86400)} d ago`;
 }
 
+/** Local wall-clock time as HH:MM:SS (24 h). */
+function clockTime(date) {
+  return [date.getHours(), date.getMinutes(), date.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+}
+
+/**
+ * A failed devices refresh: the rows stay (greyed out) under a line saying why and how old
+ * they are, instead of passing for current.
+ */
+function devicesStale(error) {
+  const line = document.getElementById("devices-stale");
+  const shown = state.devicesAt ? `showing data from ${clockTime(state.devicesAt)}` : "no data yet";
+  line.textContent = `could not refresh: ${error.message || "no answer"}, ${shown}`;
+  line.hidden = false;
+  document.getElementById("devices").classList.add("stale");
+}
+
 /** Sync devices: /api/debug/sync/devices, one row per device, online ones first. */
 async function refreshDevices() {
   const answer = await api("/api/debug/sync/devices");
+  state.devicesAt = new Date();
+  document.getElementById("devices-stale").hidden = true;
+  document.getElementById("devices").classList.remove("stale");
   const now = answer.serverTimeMs;
   const since = (at) => (at == null ? null : now - at);
   const devices = [...answer.devices].sort((a, b) =>
@@ -343,9 +363,7 @@ async function follow(collections) {
 }
 
 async function tick() {
-  refreshDevices().catch((error) => {
-    document.getElementById("devices-summary").textContent = `error: ${error.message}`;
-  });
+  refreshDevices().catch(devicesStale);
   try {
     await refreshStats();
     document.getElementById("status").textContent = `connected · ${new Date().toLocaleTimeString()}`;
