@@ -445,31 +445,8 @@ async fn a_full_heartbeat_buffer_drops_and_counts_but_sync_goes_on() {
     let file = TokenFile::new(&tokens);
     let (_, first) = file.create_device("a", "full-a").expect("token");
     let (_, second) = file.create_device("b", "full-b").expect("token");
-    let server_config = ServerConfig {
-        admin_token: crate::util::ADMIN.into(),
-        token_file: Some(tokens),
-        ..ServerConfig::default()
-    };
-    let debug = litehouse_server::DebugHandles::default();
-    let state = litehouse_server::AppState::with_heartbeats(
-        store,
-        debug,
-        server_config,
-        Some(heartbeats.clone()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, litehouse_server::app(state))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    let client = reqwest::Client::new();
+    let server = HeldServer::serve(store, heartbeats, tokens).await;
+    let (base, client) = (server.base.clone(), server.client.clone());
     for token in [&first, &first, &second, &second] {
         let pulled = client
             .get(format!("{base}/api/sync/pull"))
@@ -480,7 +457,7 @@ async fn a_full_heartbeat_buffer_drops_and_counts_but_sync_goes_on() {
         // A full buffer never fails or holds up the request.
         assert_eq!(pulled.status(), 200);
     }
-    let stats = heartbeats.stats();
+    let stats = server.heartbeats.stats();
     assert_eq!(
         (stats.recorded, stats.dropped, stats.failed),
         (2, 2, 0),
@@ -509,9 +486,7 @@ async fn a_full_heartbeat_buffer_drops_and_counts_but_sync_goes_on() {
         .expect("json");
     assert_eq!(listed["heartbeats"]["dropped"], 2, "{listed}");
     assert_eq!(listed["buffer"]["fullRejections"], 2, "{listed}");
-    let _ = stop.send(());
-    task.await.expect("task").expect("serve");
-    heartbeats.stop().await.expect("stop heartbeats");
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,6 +558,15 @@ impl HeldServer {
             litehouse_server::Heartbeats::start(log_db, litehouse::BufferConfig::default())
                 .await
                 .expect("heartbeats");
+        HeldServer::serve(store, heartbeats, tokens).await
+    }
+
+    /// Serves `store` with `heartbeats` (and the tokens in `tokens`) on 127.0.0.1:0.
+    async fn serve(
+        store: litehouse_docs::Store,
+        heartbeats: litehouse_server::Heartbeats,
+        tokens: std::path::PathBuf,
+    ) -> HeldServer {
         let config = ServerConfig {
             admin_token: crate::util::ADMIN.into(),
             token_file: Some(tokens),

@@ -5,7 +5,7 @@ use litehouse_docs::Store;
 use serde_json::json;
 
 use crate::device::{DeviceConfig, DeviceError};
-use crate::outbox::{ADOPT_KEY, Adoption};
+use crate::outbox::{ADOPT_KEY, Adoption, read_clock, to_json};
 use crate::protocol::{Hlc, OutboxEntry};
 use crate::replica::{NS_CONFIG, NS_DEVICE, NS_OUTBOX, corrupt, unix_ms};
 
@@ -64,15 +64,12 @@ pub(crate) async fn init_bookkeeping(
                     let clock = json!({ "next_seq": 1, "last_hlc": null });
                     tx.meta_put(NS_DEVICE, "clock", clock).await?;
                     // Documents the file already holds get outbox entries too (`outbox`).
-                    tx.meta_put(NS_DEVICE, ADOPT_KEY, Adoption::marker(&collections))
+                    tx.meta_put(NS_DEVICE, ADOPT_KEY, to_json(&Adoption::of(collections))?)
                         .await?;
                     fresh
                 }
             };
-            let clock: Clock = match tx.meta_get(NS_DEVICE, "clock").await? {
-                Some(v) => serde_json::from_value(v).map_err(|e| corrupt("clock", e))?,
-                None => return Err(corrupt("clock", "missing")),
-            };
+            let clock = read_clock(&tx).await?;
             let cursor = tx
                 .meta_get(NS_DEVICE, "cursor")
                 .await?

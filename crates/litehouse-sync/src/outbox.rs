@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use litehouse_docs::{Paging, Query, Sort, Tx};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 use crate::device::DeviceError;
 use crate::identity::Clock;
@@ -92,8 +92,11 @@ pub(crate) struct Adoption {
 
 impl Adoption {
     /// The marker a new identity writes: every synced collection, from its start.
-    pub(crate) fn marker(collections: &[String]) -> Json {
-        json!({ "collections": collections, "after": null })
+    pub(crate) fn of(collections: Vec<String>) -> Adoption {
+        Adoption {
+            collections,
+            after: None,
+        }
     }
 }
 
@@ -175,6 +178,7 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> litehouse_docs::Result<
 mod tests {
     use super::*;
     use litehouse_docs::{CollectionSpec, Store};
+    use serde_json::json;
 
     /// An adoption cut short (a crash after some pages committed) continues after the last
     /// id its marker names: the rest is queued once, in id order, from the stored clock on.

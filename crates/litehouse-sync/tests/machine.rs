@@ -102,10 +102,7 @@ fn push_is_batched_and_marked_synced_only_after_ack() {
         30,
         Event::PushResult {
             req,
-            result: Ok(PushResponse {
-                acked_seq: 1,
-                rejected: vec![],
-            }),
+            result: acked_up_to(1),
         },
     );
     assert!(a.contains(&Action::MarkSynced {
@@ -184,10 +181,7 @@ fn failed_push_is_retried_by_the_timer_without_a_new_write() {
         now,
         Event::PushResult {
             req,
-            result: Ok(PushResponse {
-                acked_seq: 1,
-                rejected: vec![],
-            }),
+            result: acked_up_to(1),
         },
     );
     assert_eq!(m.status(now).consecutive_failures, 0);
@@ -214,10 +208,7 @@ fn unanswered_request_times_out_and_is_retried() {
         2_150,
         Event::PushResult {
             req,
-            result: Ok(PushResponse {
-                acked_seq: 1,
-                rejected: vec![],
-            }),
+            result: acked_up_to(1),
         },
     );
     assert_eq!(m.status(2_150).pending, 1);
@@ -256,10 +247,7 @@ fn local_write_and_network_up_cut_backoff_short() {
         103,
         Event::PushResult {
             req,
-            result: Ok(PushResponse {
-                acked_seq: 2,
-                rejected: vec![],
-            }),
+            result: acked_up_to(2),
         },
     );
     assert_eq!(
@@ -293,10 +281,7 @@ fn pause_resume_force_sync_and_stop() {
         13,
         Event::PushResult {
             req,
-            result: Ok(PushResponse {
-                acked_seq: 1,
-                rejected: vec![],
-            }),
+            result: acked_up_to(1),
         },
     );
     let (req, cursor) = pull_of(&a).unwrap_or_else(|| panic!("{a:?}"));
@@ -544,10 +529,7 @@ fn a_push_that_times_out_is_retried_with_half_the_batch() {
     );
     // Acknowledged: the batch doubles after every four acknowledgements in a row.
     let mut acked = last;
-    let mut result = Ok(PushResponse {
-        acked_seq: acked,
-        rejected: vec![],
-    });
+    let mut result = acked_up_to(acked);
     let mut grown = Vec::new();
     let mut req = req;
     while acked < 20 {
@@ -559,10 +541,7 @@ fn a_push_that_times_out_is_retried_with_half_the_batch() {
         grown.push(last - first + 1);
         acked = last;
         req = next;
-        result = Ok(PushResponse {
-            acked_seq: acked,
-            rejected: vec![],
-        });
+        result = acked_up_to(acked);
         now += 1;
     }
     assert_eq!(litehouse_sync::GROW_AFTER, 4);
@@ -691,10 +670,7 @@ fn a_shrunk_batch_grows_back_only_after_consecutive_acks() {
         let result = if step == 3 {
             server_error(503, None)
         } else {
-            Ok(PushResponse {
-                acked_seq: push.2,
-                rejected: vec![],
-            })
+            acked_up_to(push.2)
         };
         let failed = result.is_err();
         let mut a = m.handle(
@@ -716,6 +692,14 @@ fn a_shrunk_batch_grows_back_only_after_consecutive_acks() {
     assert_eq!(sizes, [4, 4, 4, 2, 2, 2, 2, 4, 4, 4, 4, 8]);
 }
 
+/// The answer to a push the server acknowledged up to `seq`, with no rejections.
+fn acked_up_to(seq: u64) -> Result<PushResponse, PushFailure> {
+    Ok(PushResponse {
+        acked_seq: seq,
+        rejected: vec![],
+    })
+}
+
 fn log_messages(actions: &[Action], kind: &str) -> Vec<String> {
     actions
         .iter()
@@ -732,10 +716,7 @@ fn sync_log_counts_in_the_right_number() {
     let clock = uhlc::HLC::default();
     let mut m = idle_machine();
     let (req, ..) = push_of(&m.handle(10, Event::LocalWrite(entry(&clock, 1)))).unwrap();
-    let acked = Ok(PushResponse {
-        acked_seq: 1,
-        rejected: vec![],
-    });
+    let acked = acked_up_to(1);
     let a = m.handle(11, Event::PushResult { req, result: acked });
     assert_eq!(
         log_messages(&a, "push"),
@@ -770,10 +751,7 @@ fn sync_log_counts_in_the_right_number() {
         m.handle(20, Event::LocalWrite(entry(&clock, seq)));
     }
     let (req, ..) = push_of(&m.handle(21, Event::Resume)).unwrap();
-    let acked = Ok(PushResponse {
-        acked_seq: 3,
-        rejected: vec![],
-    });
+    let acked = acked_up_to(3);
     let a = m.handle(22, Event::PushResult { req, result: acked });
     assert_eq!(
         log_messages(&a, "push"),
