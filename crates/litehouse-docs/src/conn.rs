@@ -39,6 +39,12 @@ pub(crate) trait Conn {
     fn record_changes(&self) -> bool {
         true
     }
+    /// PostgreSQL: notes the id of this transaction, which appended changes to the log.
+    fn note_xid(&self, _xid: u64) {}
+    /// PostgreSQL: the id [`Conn::note_xid`] noted (0: this transaction recorded no change).
+    fn noted_xid(&self) -> u64 {
+        0
+    }
 }
 
 /// Polls a future that never waits (the SQLite [`Conn`]) to completion.

@@ -12,6 +12,8 @@ pub(crate) struct PgConn<'a, 't> {
     transaction: &'a deadpool_postgres::Transaction<'t>,
     dialect: Dialect,
     record_changes: bool,
+    /// See [`Conn::note_xid`].
+    xid: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PgConn<'_, '_> {
@@ -66,6 +68,7 @@ impl<'a, 't> PgConn<'a, 't> {
             transaction,
             dialect,
             record_changes: true,
+            xid: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -93,6 +96,14 @@ impl Conn for PgConn<'_, '_> {
 
     fn record_changes(&self) -> bool {
         self.record_changes
+    }
+
+    fn note_xid(&self, xid: u64) {
+        self.xid.store(xid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn noted_xid(&self) -> u64 {
+        self.xid.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn documents(&self, sql: &Sql) -> Result<Vec<Document>> {

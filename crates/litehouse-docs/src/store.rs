@@ -137,11 +137,11 @@ macro_rules! in_transaction {
             $crate::store::Backend::Postgres { pool, dialect } => {
                 let mut client = pool.get().await?;
                 let transaction = $crate::store::begin_postgres(&mut client, read_only).await?;
-                let result = {
+                let (result, xid) = {
                     let $c = &$crate::pg::PgConn::new(&transaction, dialect.clone())
                         .recording(record_changes);
                     let body: $crate::error::Result<_> = $body.await;
-                    match body {
+                    let result = match body {
                         Ok(value) => match prune {
                             Some(retention) => {
                                 $crate::changes::prune($c, retention).await.map(|_| value)
@@ -149,12 +149,14 @@ macro_rules! in_transaction {
                             None => Ok(value),
                         },
                         Err(err) => Err(err),
-                    }
+                    };
+                    (result, $crate::conn::Conn::noted_xid($c))
                 };
                 // Dropping an uncommitted transaction rolls it back.
                 match result {
                     Ok(value) => {
                         transaction.commit().await?;
+                        $store.feed.committed_xid(xid);
                         Ok(value)
                     }
                     Err(err) => Err(err),

@@ -9,7 +9,7 @@ use litehouse_docs::{
 };
 use serde_json::{Value as Json, json};
 
-use crate::util::on_each_backend;
+use crate::util::{drop_schema, note, on_each_backend, postgres_url, unique};
 
 /// Every change after `after`, paging through the log.
 async fn all_since(store: &Store, after: Cursor) -> Result<Vec<Change>, Error> {
@@ -720,11 +720,6 @@ mod property {
     }
 }
 
-/// A cursor's position in the log.
-fn pos(cursor: &Cursor) -> u64 {
-    cursor.to_string().parse().expect("a cursor is a number")
-}
-
 /// A log pruned to its very end still counts on from where it was: no cursor is handed out
 /// twice and a subscriber at the old head gets exactly the next change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -753,11 +748,19 @@ async fn a_log_pruned_to_its_end_counts_on() {
         let next = all_since(&store, head).await?;
         assert_eq!(next.len(), 1, "{next:?}");
         assert_eq!(next[0].id, doc.id);
-        assert_eq!(pos(&next[0].cursor), pos(&head) + 1);
-        assert_eq!(pos(&store.head().await?), pos(&head) + 1);
+        assert!(next[0].cursor > head);
+        assert_eq!(store.head().await?, next[0].cursor);
         Ok(())
     })
     .await;
+}
+
+/// A SQLite cursor's place in the log.
+fn pos(cursor: &Cursor) -> u64 {
+    cursor
+        .to_string()
+        .parse()
+        .expect("a SQLite cursor is a u64")
 }
 
 /// Two engines on one SQLite file (as two processes would be): each write takes the file's
@@ -800,4 +803,78 @@ async fn two_engines_on_one_sqlite_file_share_one_log() {
             (pos(&start) + 1..=pos(&start) + 200).collect::<Vec<_>>()
         );
     }
+}
+
+/// A PostgreSQL log written before cursors carried transaction ids is upgraded in place when
+/// a store opens it: its changes keep their cursors (so a cursor a client holds resumes at
+/// the same place), an expired one stays expired, and new changes come after all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_postgres_log_keeps_its_cursors() {
+    let Some(url) = postgres_url() else {
+        note("an_old_postgres_log_keeps_its_cursors: skipped (set LITEHOUSE_TEST_PG)");
+        return;
+    };
+    let schema = unique("lh_test_upgrade");
+    let outcome = async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        let task = tokio::spawn(connection);
+        // The layout an earlier release created: a counter row and a log keyed by `seq`.
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA \"{schema}\";
+                 CREATE TABLE \"{schema}\"._litehouse_feed (k bigint NOT NULL PRIMARY KEY,
+                   head bigint NOT NULL, pruned bigint NOT NULL);
+                 INSERT INTO \"{schema}\"._litehouse_feed VALUES (1, 7, 2);
+                 CREATE TABLE \"{schema}\"._litehouse_changes (seq bigint NOT NULL PRIMARY KEY,
+                   collection text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL,
+                   op text COLLATE \"C\" NOT NULL, version bigint NOT NULL,
+                   document text COLLATE \"C\", at bigint NOT NULL, origin text COLLATE \"C\");
+                 INSERT INTO \"{schema}\"._litehouse_changes
+                   SELECT n, 'a', 'd' || n, 'delete', 1, NULL, 0, NULL FROM generate_series(3, 7) n;"
+            ))
+            .await?;
+        drop(client);
+        let _ = task.await;
+        let store = Store::open_postgres_with(litehouse_docs::PostgresConfig {
+            url: url.clone(),
+            schema: schema.clone(),
+            pool_size: 4,
+        })
+        .await?;
+        let old = all_since(&store, "4".parse()?).await?;
+        let cursors: Vec<String> = old.iter().map(|c| c.cursor.to_string()).collect();
+        assert_eq!(cursors, ["5", "6", "7"]);
+        assert_eq!(old[0].id, "d5");
+        assert_eq!(store.head().await?.to_string(), "7");
+        assert!(matches!(
+            store
+                .changes_since(Some(&"1".parse()?), &ChangeFilter::default(), 10)
+                .await,
+            Err(Error::CursorExpired { .. })
+        ));
+        store
+            .create_collection("a", CollectionSpec::default())
+            .await?;
+        let doc = store.create("a", json!({"n": 1})).await?;
+        let new = all_since(&store, "7".parse()?).await?;
+        assert_eq!(new.len(), 2, "{new:?}");
+        assert_eq!(new[1].id, doc.id);
+        assert!(new[0].cursor > "7".parse()?);
+        // Opening it again changes nothing.
+        let again = Store::open_postgres_with(litehouse_docs::PostgresConfig {
+            url: url.clone(),
+            schema: schema.clone(),
+            pool_size: 2,
+        })
+        .await?;
+        assert!(matches!(
+            all_since(&again, Cursor::START).await,
+            Err(Error::CursorExpired { .. })
+        ));
+        assert_eq!(all_since(&again, "2".parse()?).await?.len(), 7);
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    }
+    .await;
+    drop_schema(&url, &schema).await;
+    outcome.expect("upgrade");
 }

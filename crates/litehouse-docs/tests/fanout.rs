@@ -179,14 +179,14 @@ async fn joining_during_heavy_writes_has_no_gap_or_duplicate() {
                 0 => None,
                 1 => Some(head),
                 _ => {
-                    let back = (step * 37) % 400;
-                    let behind = head.to_string().parse::<u64>().unwrap_or(0);
+                    // A real cursor up to 400 changes behind the head (cursors are opaque:
+                    // on PostgreSQL they are not consecutive numbers).
+                    let back = ((step * 37) % 400) as usize;
+                    let seen = all_since(&store, origin).await?;
                     Some(
-                        behind
-                            .saturating_sub(back)
-                            .max(origin.to_string().parse().unwrap_or(0))
-                            .to_string()
-                            .parse()?,
+                        seen.len()
+                            .checked_sub(back + 1)
+                            .map_or(origin, |at| seen[at].cursor),
                     )
                 }
             };

@@ -13,7 +13,7 @@ pub(crate) type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static SKIPPED: Once = Once::new();
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis())

@@ -237,6 +237,7 @@ fn feed_gauges(feed: &litehouse_docs::FeedStats, open: usize, lag: u64) {
     counter!("litehouse_feed_log_reads_total").absolute(feed.log_reads);
     counter!("litehouse_feed_tailer_reads_total").absolute(feed.tailer_reads);
     gauge!("litehouse_feed_lag_changes").set(lag as f64);
+    gauge!("litehouse_feed_held_back_changes").set(feed.held_back as f64);
 }
 
 fn buffer_gauges(stats: &litehouse::BufferStats) {

@@ -171,8 +171,8 @@ fn split_query(raw: &str, headers: &HeaderMap) -> Result<Request, ApiError> {
     summary = "Follow changes as Server-Sent Events: event change (id = cursor), upToDate after catch-up, reset (fell behind: resume from its id), error. Filters as on the list endpoint; Last-Event-ID or cursor resumes",
     params(
         ("collections" = String, Query, pattern = "^[a-z][a-z0-9_]{0,31}(,[a-z][a-z0-9_]{0,31}){0,15}$", description = "Comma-separated collections to follow (at most 16)"),
-        ("cursor" = Option<String>, Query, pattern = "^[0-9]{0,19}$", description = "Resume after this cursor (an event id); without it, only new changes"),
-        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{0,19}$", description = "Resume after this cursor; wins over cursor"),
+        ("cursor" = Option<String>, Query, pattern = "^[0-9]{0,39}$", description = "Resume after this cursor (an event id); without it, only new changes"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{0,39}$", description = "Resume after this cursor; wins over cursor"),
         ("filters" = Option<std::collections::BTreeMap<String, String>>, Query, style = Form, explode, description = "Filters on documents, as on the list endpoint: PATH=[not.]OP.VALUE"),
     ),
     security((), ("bearer" = [])),

@@ -51,6 +51,17 @@ impl Feed {
             .send_modify(|count| *count = count.wrapping_add(1));
     }
 
+    /// Called after a PostgreSQL write transaction's COMMIT returned, with the transaction's
+    /// id (0 when it recorded no change).
+    pub(crate) fn committed_xid(&self, xid: u64) {
+        self.shared.hub.local_xid.fetch_max(xid, Ordering::Relaxed);
+    }
+
+    /// Notes the `xmin` a read of the log saw ([`Bounds::xmin`]).
+    pub(super) fn saw_xmin(&self, xmin: u64) {
+        self.shared.hub.saw_xmin(xmin);
+    }
+
     /// The retention to enforce in this write's transaction, once per [`PRUNE_EVERY`] writes.
     pub(crate) fn prune_ticket(&self, config: &StoreConfig) -> Option<Retention> {
         let writes = self.shared.writes.fetch_add(1, Ordering::Relaxed);
@@ -100,11 +111,29 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl Hub {
+    fn saw_xmin(&self, xmin: u64) {
+        self.readable_below.fetch_max(xmin, Ordering::Relaxed);
+    }
+
+    /// Whether a change this process committed is not readable yet (PostgreSQL).
+    fn waiting_on_local(&self) -> bool {
+        self.local_xid.load(Ordering::Relaxed) >= self.readable_below.load(Ordering::Relaxed)
+            && self.local_xid.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Longest [`Store::settle_feed`] waits.
+const SETTLE_LIMIT: Duration = Duration::from_secs(1);
+
 /// Changes the ring keeps for joining subscribers.
 const RING: usize = 4096;
 
 /// Changes the tailer reads per query.
 const TAIL_BATCH: usize = 1000;
+
+/// The tailer's first quick look while a local commit is not readable yet.
+const SOON: Duration = Duration::from_millis(2);
 
 /// Failed reads in a row after which the tailer resets its subscribers.
 const TAIL_ATTEMPTS: u32 = 3;
@@ -132,6 +161,14 @@ struct Hub {
     resets: AtomicU64,
     /// The fullest live subscriber queue at the last fan-out.
     max_queue_depth: AtomicUsize,
+    /// [`FeedStats::held_back`] at the tailer's last read.
+    held_back: AtomicU64,
+    /// PostgreSQL: the newest transaction id among this process's committed writes that
+    /// recorded changes.
+    local_xid: AtomicU64,
+    /// PostgreSQL: the newest `xmin` a read of this process saw (every transaction below it
+    /// had finished then, so their changes are readable).
+    readable_below: AtomicU64,
     /// Test hook: the tailer's next fan-out panics.
     #[cfg(test)]
     panic_next: std::sync::atomic::AtomicBool,
@@ -205,11 +242,18 @@ pub struct FeedStats {
     pub tailer_position: Option<Cursor>,
     /// The log's head when the tailer last read.
     pub tailer_head: Cursor,
+    /// PostgreSQL: committed changes the tailer could not read yet at its last read, because
+    /// a transaction that began writing before them was still running (0 on SQLite). Their
+    /// subscribers get them once it ends; a value that stays up means a long write
+    /// transaction somewhere on the server.
+    pub held_back: u64,
 }
 
 impl FeedStats {
     /// How many changes the tailer had not read yet when it last read
-    /// (`tailer_head - tailer_position`); compare with [`Store::head`] for the lag now.
+    /// (`tailer_head - tailer_position`); compare with [`Store::head`] for the lag now. On
+    /// PostgreSQL this counts numbers taken from the log's sequence in between, which
+    /// (rolled-back writes aside) is the number of changes.
     pub fn lag(&self) -> u64 {
         self.lag_behind(self.tailer_head)
     }
@@ -226,7 +270,7 @@ impl FeedStats {
     /// ```
     pub fn lag_behind(&self, head: Cursor) -> u64 {
         self.tailer_position
-            .map_or(0, |position| head.0.saturating_sub(position.0))
+            .map_or(0, |position| head.seq().saturating_sub(position.seq()))
     }
 }
 
@@ -276,6 +320,9 @@ fn reset_all(hub: &Hub) {
 /// and fans the changes out in memory. Ends when the feed's wake sender is dropped.
 async fn tail(reader: Store, hub: Arc<Hub>, mut wake: watch::Receiver<u64>) {
     let mut failures = 0;
+    // While a local commit is not readable yet (PostgreSQL: an older transaction is still
+    // running), the tailer looks again soon, backing off towards POLL_INTERVAL.
+    let mut soon = SOON;
     loop {
         wake.borrow_and_update();
         let from = {
@@ -309,9 +356,12 @@ async fn tail(reader: Store, hub: Arc<Hub>, mut wake: watch::Receiver<u64>) {
                 tail_read(&reader, from).await
             };
             match read {
-                Ok((changes, _, head)) => {
+                Ok(page) => {
                     failures = 0;
-                    more = publish(&hub, from, changes, Cursor(head.max(0) as u64));
+                    hub.held_back
+                        .store(page.bounds.held_back, Ordering::Relaxed);
+                    hub.saw_xmin(page.bounds.xmin);
+                    more = publish(&hub, from, page.changes, page.bounds.head);
                 }
                 Err(_) if failures + 1 < TAIL_ATTEMPTS => {
                     // Perhaps passing (a busy pool): the position is kept, so retrying after
@@ -331,16 +381,23 @@ async fn tail(reader: Store, hub: Arc<Hub>, mut wake: watch::Receiver<u64>) {
         if more {
             continue;
         }
+        let pause = if from.is_some() && hub.waiting_on_local() {
+            soon = (soon * 2).min(POLL_INTERVAL);
+            soon / 2
+        } else {
+            soon = SOON;
+            POLL_INTERVAL
+        };
         tokio::select! {
             changed = wake.changed() => if changed.is_err() { return },
             () = hub.nudge.notified() => {}
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }
 
 /// One read of the log by the tailer.
-async fn tail_read(reader: &Store, from: Cursor) -> Result<(Vec<Change>, i64, i64)> {
+async fn tail_read(reader: &Store, from: Cursor) -> Result<LogPage> {
     in_transaction!(reader, read, |c| read_log(c, Some(from), TAIL_BATCH))
 }
 
@@ -512,6 +569,45 @@ fn overflow(hub: &Hub, reset: &Arc<Mutex<Option<Cursor>>>, delivered: Cursor) ->
 }
 
 impl Store {
+    /// PostgreSQL: waits until every change this process's returned writes recorded is
+    /// readable, that is until every transaction that began writing before the newest of
+    /// them has finished (usually at once, or within the time concurrent writes take to
+    /// commit), for at most [`SETTLE_LIMIT`]. Readers call it first so that a change whose
+    /// write returned is in what they read next. A write transaction that stays open longer
+    /// holds the change back ([`FeedStats::held_back`]); the read then returns without it, and
+    /// a later read has it. Errors are left to the read that follows.
+    pub(super) async fn settle_feed(&self) {
+        let Backend::Postgres { pool, .. } = &self.backend else {
+            return;
+        };
+        let hub = &self.feed.shared.hub;
+        let started = tokio::time::Instant::now();
+        let mut pause = SOON;
+        while hub.waiting_on_local() && started.elapsed() < SETTLE_LIMIT {
+            let Ok(client) = pool.get().await else {
+                return;
+            };
+            let Ok(row) = client
+                .query_one(
+                    "SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT)",
+                    &[],
+                )
+                .await
+            else {
+                return;
+            };
+            drop(client);
+            let Ok(xmin) = row.get::<_, String>(0).parse::<u64>() else {
+                return;
+            };
+            hub.saw_xmin(xmin);
+            if hub.waiting_on_local() {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(POLL_INTERVAL);
+            }
+        }
+    }
+
     /// Follows the change log: first every change after `after` (or, when `None`, only
     /// changes committed from now on), then [`ChangeEvent::UpToDate`], then live changes,
     /// with no gap and no duplicate at the switch. Catch-up reads the table in bounded pages;
@@ -595,6 +691,7 @@ impl Store {
             max_queue_depth: hub.max_queue_depth.load(Ordering::Relaxed),
             tailer_position,
             tailer_head,
+            held_back: hub.held_back.load(Ordering::Relaxed),
         }
     }
 }

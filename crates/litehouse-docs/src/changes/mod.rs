@@ -1,15 +1,23 @@
 //! The change log: every committed mutation, in commit order, resumable from a [`Cursor`].
 //!
 //! Every write path appends its changes to `_litehouse_changes` in the same transaction as
-//! the mutation ([`record`]). On SQLite a write's cursors follow the log's last `seq`, read
-//! inside the write transaction: one write transaction holds the file at a time, so that is
-//! commit order, and no counter row is written. On PostgreSQL they come from one counter row
-//! (`_litehouse_feed.head`), advanced with `UPDATE ... SET head = head + n RETURNING head`
-//! inside the transaction: the row lock on the counter is held until COMMIT, so a later
-//! transaction gets its cursors only after every earlier one committed and became visible,
-//! and no commit can land behind a cursor a reader has already passed. The cost is that
-//! PostgreSQL document writes serialise on that row from their first change to their commit
-//! (see ARCHITECTURE.md).
+//! the mutation ([`record`]).
+//!
+//! - **SQLite**: a write's cursors follow the log's last `seq`, read inside the write
+//!   transaction. One write transaction holds the file at a time, so cursor order is commit
+//!   order, and no counter row is written.
+//! - **PostgreSQL**: sequences hand out numbers in the order transactions ask, not the order
+//!   they commit, so a plain sequence would let a slow transaction commit a change *behind* a
+//!   cursor a reader already passed. Each change instead records its transaction id
+//!   (`pg_current_xact_id()`) and a number from the log's sequence, and the cursor is the pair
+//!   `(xid, seq)`. Readers only read changes whose transaction is older than the oldest one
+//!   still running (`xid < pg_snapshot_xmin(pg_current_snapshot())`): every such transaction
+//!   has finished, so nothing can ever appear behind what they read. Writers never wait for
+//!   each other (an earlier design serialised them on a counter row until COMMIT). The cost
+//!   is latency, not throughput: a change becomes readable only once every transaction that
+//!   started writing before it has finished, so a long write transaction anywhere in the
+//!   cluster (another database's too) holds the feed back while it runs.
+//!   [`FeedStats::held_back`] counts the committed changes waiting on one.
 //!
 //! Readers read the table, which is the truth. Subscribers share one **tailer** per store
 //! (per process): after each wake-up (a local COMMIT returned, or every [`POLL_INTERVAL`]
@@ -45,12 +53,12 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::limits::StoreConfig;
 use crate::sql::{Param, Sql};
-use crate::store::{Store, in_transaction};
+use crate::store::{Backend, Store, in_transaction};
 
 pub(crate) use feed::Feed;
 pub use feed::{ChangeStream, FeedStats};
+use log::{LogPage, bounds, read_log};
 pub(crate) use log::{NewChange, Retention, ensure, prune, record, record_documents};
-use log::{bounds, read_log};
 
 /// The change log table.
 pub(crate) const CHANGES_TABLE: &str = "_litehouse_changes";
@@ -85,6 +93,10 @@ const PRUNE_STEP: u64 = 10_000;
 /// A position in the change log: every change after it is still to come. Opaque; its text
 /// form (decimal digits) is safe as an SSE `id:` and in a URL query.
 ///
+/// On SQLite a cursor is the change's place in the log. On PostgreSQL it is the pair
+/// (transaction id, sequence number), packed so that its order is the pair's order. Either
+/// way no change ever appears before a cursor a reader already passed.
+///
 /// ```
 /// use litehouse_docs::Cursor;
 /// let cursor: Cursor = "42".parse()?;
@@ -93,11 +105,29 @@ const PRUNE_STEP: u64 = 10_000;
 /// # Ok::<(), litehouse_docs::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Cursor(u64);
+pub struct Cursor(u128);
 
 impl Cursor {
     /// The position before the first change ever made.
     pub const START: Cursor = Cursor(0);
+
+    /// The cursor of the change numbered `seq` in transaction `xid` (always 0 on SQLite).
+    pub(crate) fn at(xid: u64, seq: u64) -> Cursor {
+        Cursor((u128::from(xid) << 64) | u128::from(seq))
+    }
+
+    /// The transaction part (0 on SQLite, and for changes recorded before PostgreSQL
+    /// cursors carried it).
+    pub(crate) fn xid(self) -> u64 {
+        (self.0 >> 64) as u64
+    }
+
+    /// The sequence part: on SQLite the change's place in the log; on PostgreSQL its number
+    /// from the log's sequence, which grows by one per change recorded (in the order they
+    /// were recorded, not committed).
+    pub(crate) fn seq(self) -> u64 {
+        self.0 as u64
+    }
 }
 
 impl fmt::Display for Cursor {
@@ -116,7 +146,7 @@ impl FromStr for Cursor {
                 text.chars().take(40).collect::<String>()
             ),
         };
-        if text.is_empty() || text.len() > 20 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        if text.is_empty() || text.len() > 39 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
             return Err(invalid());
         }
         text.parse().map(Cursor).map_err(|_| invalid())
@@ -261,10 +291,14 @@ pub enum ChangeEvent {
 }
 
 impl Store {
-    /// The cursor of the last committed change ([`Cursor::START`] when there is none).
+    /// The cursor of the last committed change a reader may read ([`Cursor::START`] when
+    /// there is none). On PostgreSQL, changes of transactions that committed while an older
+    /// transaction is still running come after it ([`FeedStats::held_back`]).
     pub async fn head(&self) -> Result<Cursor> {
-        let (head, _) = in_transaction!(self, read, |c| bounds(c))?;
-        Ok(Cursor(head.max(0) as u64))
+        self.settle_feed().await;
+        let bounds = in_transaction!(self, read, |c| bounds(c))?;
+        self.feed.saw_xmin(bounds.xmin);
+        Ok(bounds.head)
     }
 
     /// Up to `limit` (1 to [`MAX_CHANGES_PAGE`]) log entries after `after` (from the oldest
@@ -301,12 +335,16 @@ impl Store {
         }
         let limit = limit.clamp(1, MAX_CHANGES_PAGE);
         let after = after.copied();
+        self.settle_feed().await;
         self.feed.count_read();
-        let (changes, start, head) = in_transaction!(self, read, |c| read_log(c, after, limit))?;
-        let next = changes
-            .last()
-            .map_or(Cursor(start.max(0) as u64), |change| change.cursor);
-        let up_to_date = next.0 >= head.max(0) as u64;
+        let LogPage {
+            changes,
+            start,
+            bounds,
+        } = in_transaction!(self, read, |c| read_log(c, after, limit))?;
+        self.feed.saw_xmin(bounds.xmin);
+        let next = changes.last().map_or(start, |change| change.cursor);
+        let up_to_date = next >= bounds.head;
         Ok(ChangePage {
             changes: changes
                 .into_iter()
@@ -322,6 +360,7 @@ impl Store {
     /// returns how many changes it removed. Writes also run one every few hundred commits.
     pub async fn prune_changes(&self) -> Result<u64> {
         let retention = Retention::of(&self.config);
+        self.settle_feed().await;
         in_transaction!(self, transaction, |c| prune(c, retention))
     }
 }

@@ -37,6 +37,12 @@ impl<C: Conn> Conn for WithOrigin<'_, C> {
     fn record_changes(&self) -> bool {
         self.inner.record_changes()
     }
+    fn note_xid(&self, xid: u64) {
+        self.inner.note_xid(xid);
+    }
+    fn noted_xid(&self) -> u64 {
+        self.inner.noted_xid()
+    }
 }
 
 /// Inserts one document (fresh id, or the caller's, checked not to exist) and records it.
