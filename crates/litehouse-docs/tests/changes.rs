@@ -878,3 +878,64 @@ async fn an_old_postgres_log_keeps_its_cursors() {
     drop_schema(&url, &schema).await;
     outcome.expect("upgrade");
 }
+
+/// PostgreSQL: a transaction that began writing to the log first but commits last must not
+/// land behind a cursor a reader already passed. While it is open, the later transaction's
+/// change is held back (even from the store that wrote it, after a bounded wait); once it
+/// commits, both changes are read in cursor order, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_older_open_transaction_holds_later_commits_back() {
+    let Some(url) = postgres_url() else {
+        note("an_older_open_transaction_holds_later_commits_back: skipped (set LITEHOUSE_TEST_PG)");
+        return;
+    };
+    let (store, schema) = crate::util::postgres_store(&url).await;
+    let outcome = async {
+        store
+            .create_collection("a", CollectionSpec::default())
+            .await?;
+        let start = store.head().await?;
+        let mut subscriber = store.subscribe(Some(start), ChangeFilter::default())?;
+        assert!(matches!(
+            subscriber.next().await,
+            Some(Ok(ChangeEvent::UpToDate(_)))
+        ));
+        // Another session starts writing a change first, and stays open.
+        let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        let task = tokio::spawn(connection);
+        let older = client.transaction().await?;
+        older
+            .batch_execute(&format!(
+                "INSERT INTO \"{schema}\"._litehouse_changes (collection, id, op, version, at) \
+                 VALUES ('a', 'older', 'delete', 1, 0)"
+            ))
+            .await?;
+        // A later write commits first.
+        let later = store.create("a", json!({"n": 1})).await?;
+        let page = store
+            .changes_since(Some(&start), &ChangeFilter::default(), 10)
+            .await?;
+        assert!(page.changes.is_empty(), "{:?}", page.changes);
+        assert_eq!(store.head().await?, start);
+        let held = tokio::time::timeout(Duration::from_millis(300), subscriber.next()).await;
+        assert!(held.is_err(), "delivered while held back: {held:?}");
+        assert!(store.feed_stats().held_back >= 1);
+        older.commit().await?;
+        drop(client);
+        let _ = task.await;
+        let read = all_since(&store, start).await?;
+        let ids: Vec<&str> = read.iter().map(|change| change.id.as_str()).collect();
+        assert_eq!(ids, ["older", later.id.as_str()]);
+        assert_ordered(&read);
+        for expected in ["older", later.id.as_str()] {
+            match tokio::time::timeout(Duration::from_secs(5), subscriber.next()).await {
+                Ok(Some(Ok(ChangeEvent::Change(change)))) => assert_eq!(change.id, expected),
+                other => panic!("expected {expected}, got {other:?}"),
+            }
+        }
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    }
+    .await;
+    drop_schema(&url, &schema).await;
+    outcome.expect("held back");
+}
