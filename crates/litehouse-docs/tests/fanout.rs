@@ -206,7 +206,22 @@ async fn joining_during_heavy_writes_has_no_gap_or_duplicate() {
             let (changes, up_to_date) = collect_until(stream, end).await?;
             let from = match after {
                 Some(cursor) => *cursor,
-                None => up_to_date.expect("an up-to-date mark"),
+                // From "now": the position is the head read when subscribing, which the
+                // test does not see; the tailer may have read past it by the join, and the
+                // changes in between come before the up-to-date mark. So: a suffix of
+                // everything, holding every change after the mark.
+                None => {
+                    let mark = up_to_date.expect("an up-to-date mark");
+                    changes.first().map_or(mark, |first| {
+                        everything
+                            .iter()
+                            .map(|change| change.cursor)
+                            .take_while(|cursor| cursor < &first.cursor)
+                            .last()
+                            .unwrap_or(origin)
+                            .min(mark)
+                    })
+                }
             };
             let expected: Vec<Cursor> = everything
                 .iter()
@@ -263,10 +278,11 @@ async fn log_reads_do_not_grow_with_subscribers() {
         let after = store.feed_stats();
         let reads = after.log_reads - before.log_reads;
         let polls = (began.elapsed().as_millis() / POLL_INTERVAL.as_millis()) as u64 + 2;
-        // One read per commit plus the idle polls; per-subscriber reading would be
-        // 100 matching subscribers x 20 commits.
+        // One read per commit plus the idle polls (on PostgreSQL up to 7 quick looks more
+        // per commit while another transaction holds it back); per-subscriber reading would
+        // be 100 matching subscribers x 20 commits.
         assert!(
-            reads <= commits + polls,
+            reads <= 8 * commits + polls,
             "{reads} log reads for {commits} commits ({polls} polls) and 150 subscribers"
         );
         assert_eq!(reads, after.tailer_reads - before.tailer_reads);

@@ -124,7 +124,7 @@ impl Hub {
 }
 
 /// Longest [`Store::settle_feed`] waits.
-const SETTLE_LIMIT: Duration = Duration::from_secs(1);
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Changes the ring keeps for joining subscribers.
 const RING: usize = 4096;
