@@ -28,7 +28,7 @@
 //! live set under the hub's lock at an exact cursor (see `Hub::join`).
 //!
 //! - `log.rs`: the table side: appending changes in a write's transaction, pruning, reading.
-//! - `feed.rs`: the in-process side: the shared tailer, the hub of live subscribers and
+//! - `feed/`: the in-process side: the shared tailer, the hub of live subscribers and
 //!   [`ChangeStream`].
 
 mod feed;
