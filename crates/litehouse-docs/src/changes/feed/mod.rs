@@ -132,8 +132,8 @@ impl Hub {
 
     /// Whether a change this process committed is not readable yet (PostgreSQL).
     fn waiting_on_local(&self) -> bool {
-        self.local_xid.load(Ordering::Relaxed) >= self.readable_below.load(Ordering::Relaxed)
-            && self.local_xid.load(Ordering::Relaxed) > 0
+        let local = self.local_xid.load(Ordering::Relaxed);
+        local > 0 && local >= self.readable_below.load(Ordering::Relaxed)
     }
 }
 
@@ -308,10 +308,7 @@ impl Store {
                 return;
             };
             let Ok(row) = client
-                .query_one(
-                    "SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT)",
-                    &[],
-                )
+                .query_one(&format!("SELECT CAST({} AS TEXT)", super::log::XMIN), &[])
                 .await
             else {
                 return;

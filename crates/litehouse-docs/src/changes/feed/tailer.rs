@@ -111,8 +111,9 @@ async fn tail(reader: Store, hub: Arc<Hub>, mut wake: watch::Receiver<u64>) {
             continue;
         }
         let pause = if from.is_some() && hub.waiting_on_local() {
+            let pause = soon;
             soon = (soon * 2).min(POLL_INTERVAL);
-            soon / 2
+            pause
         } else {
             soon = SOON;
             POLL_INTERVAL
