@@ -195,10 +195,7 @@ impl Timed {
     fn percentiles(&mut self) -> String {
         self.latencies.sort_unstable();
         let at = |fraction: f64| {
-            let index = ((self.latencies.len() as f64 * fraction) as usize)
-                .min(self.latencies.len().saturating_sub(1));
-            self.latencies
-                .get(index)
+            crate::quantile(&self.latencies, fraction)
                 .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
         };
         format!("p50 {:.2} ms, p95 {:.2} ms", at(0.50), at(0.95))

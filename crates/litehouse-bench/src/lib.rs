@@ -43,6 +43,20 @@ impl BenchOptions {
     }
 }
 
+/// The value at quantile `q` (0 to 1, nearest rank) of `sorted`, which is sorted ascending;
+/// `None` when it is empty.
+///
+/// ```
+/// let latencies = [1, 2, 3, 4, 100];
+/// assert_eq!(litehouse_bench::quantile(&latencies, 0.5), Some(3));
+/// assert_eq!(litehouse_bench::quantile(&latencies, 0.99), Some(100));
+/// assert_eq!(litehouse_bench::quantile::<u64>(&[], 0.5), None);
+/// ```
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(index).copied()
+}
+
 /// Deletes a database file with its WAL and shared-memory files.
 pub fn remove_db(path: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {

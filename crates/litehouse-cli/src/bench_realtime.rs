@@ -244,12 +244,7 @@ async fn write(
         }
     }
     latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let at = |q: f64| litehouse_bench::quantile(&latencies, q).unwrap_or(0);
     Ok(Written {
         changes: total,
         commits,
@@ -512,15 +507,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
             );
         }
         after_commit.sort_unstable();
-        let commit_at = |q: f64| {
-            after_commit
-                .get(
-                    ((after_commit.len() as f64 * q) as usize)
-                        .min(after_commit.len().saturating_sub(1)),
-                )
-                .copied()
-                .unwrap_or(0)
-        };
+        let commit_at = |q: f64| litehouse_bench::quantile(&after_commit, q).unwrap_or(0);
         let expected_total: u64 = (0..subscribers)
             .map(|index| per_room[index % rooms as usize])
             .sum();
@@ -531,11 +518,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
                 .map(|(room, _)| per_room[*room as usize])
                 .sum::<u64>();
         latencies.sort_unstable();
-        let at = |q: f64| {
-            latencies
-                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-                .map_or(0, |&us| u64::from(us))
-        };
+        let at = |q: f64| litehouse_bench::quantile(&latencies, q).map_or(0, u64::from);
         anyhow::Ok(LoadResult {
             received,
             expected: expected_total,

@@ -269,12 +269,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<()> {
         }
         let elapsed = started.elapsed().as_secs_f64();
         latencies.sort_unstable();
-        let at = |q: f64| {
-            latencies
-                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(0)
-        };
+        let at = |q: f64| litehouse_bench::quantile(&latencies, q).unwrap_or(0);
         failures.sort_unstable();
         let mut statuses = Vec::new();
         for status in failures.chunk_by(|a, b| a == b) {
