@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use litehouse_docs::{ChangeFilter, CollectionSpec, Store};
+use litehouse_docs::{ChangeFilter, CollectionSpec, Store, StoreConfig};
 use litehouse_sync::{
     Event, FaultMode, FaultProxy, Hlc, HttpTransport, Op, OutboxEntry, PushFailure, PushRequest,
     RouterConfig, SyncConfig,
@@ -68,42 +68,7 @@ async fn push_rules_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_rules_on_postgres() {
-    let Some(url) = std::env::var("LITEHOUSE_TEST_PG")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipped: LITEHOUSE_TEST_PG not set");
-        return;
-    };
-    let schema = format!(
-        "lh_sync_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let store = Store::open_postgres_with(litehouse_docs::PostgresConfig {
-        url: url.clone(),
-        schema: schema.clone(),
-        pool_size: 4,
-    })
-    .await
-    .expect("postgres store");
-    let outcome = tokio::spawn(push_rules(store)).await;
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let conn_task = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await
-        .unwrap();
-    drop(client);
-    let _ = conn_task.await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    crate::device::on_postgres(StoreConfig::default(), |store, _dir| push_rules(store)).await;
 }
 
 /// Duplicates acknowledged without a new change, 409 on a gap, 403 on an older epoch, a bad
