@@ -97,8 +97,7 @@ impl<'c> SqliteConn<'c> {
         sql: &Sql,
         mut map: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let params = sql.params.iter().map(|param| param.to_sqlite());
-        let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+        let mut rows = statement.query(rusqlite::params_from_iter(&sql.params))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             out.push(map(row)?);
@@ -154,8 +153,7 @@ impl Conn for SqliteConn<'_> {
 
     async fn execute(&self, sql: &Sql) -> Result<u64> {
         let mut statement = self.conn.prepare_cached(&sql.text)?;
-        let params = sql.params.iter().map(|param| param.to_sqlite());
-        Ok(statement.execute(rusqlite::params_from_iter(params))? as u64)
+        Ok(statement.execute(rusqlite::params_from_iter(&sql.params))? as u64)
     }
 
     async fn plan(&self, sql: &Sql) -> Result<Vec<String>> {

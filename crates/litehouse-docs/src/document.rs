@@ -71,6 +71,38 @@ impl Document {
         serde_json::to_string(&AsJson(self)).map_err(|err| Error::corrupt(err.to_string()))
     }
 
+    /// [`Document::json_text`] from `body_text`, the body's text as [`check_body_text`]
+    /// wrote it (the same map, serialised the same way): the system fields are appended to
+    /// it instead of the whole body being serialised again. Any other text, or a body holding
+    /// a system key, is serialised from the parts.
+    pub(crate) fn json_text_over(&self, body_text: &str) -> Result<String> {
+        let open = body_text
+            .strip_suffix('}')
+            .filter(|open| open.starts_with('{'));
+        let Some(open) =
+            open.filter(|_| !SYSTEM_KEYS.iter().any(|key| self.body.contains_key(*key)))
+        else {
+            return self.json_text();
+        };
+        let string =
+            |text: &str| serde_json::to_string(text).map_err(|err| Error::corrupt(err.to_string()));
+        let mut text = String::with_capacity(body_text.len() + 112 + self.id.len());
+        text.push_str(open);
+        if !self.body.is_empty() {
+            text.push(',');
+        }
+        text.push_str("\"id\":");
+        text.push_str(&string(&self.id)?);
+        text.push_str(",\"createdAt\":");
+        text.push_str(&string(&self.created_at)?);
+        text.push_str(",\"updatedAt\":");
+        text.push_str(&string(&self.updated_at)?);
+        text.push_str(",\"version\":");
+        text.push_str(&self.version.to_string());
+        text.push('}');
+        Ok(text)
+    }
+
     /// Builds a document from its parts (for [`Store::import`](crate::Store::import) and
     /// tests). The body is not checked here; `import` checks it.
     pub fn from_parts(
@@ -397,6 +429,40 @@ mod tests {
         assert_eq!(parsed, document.to_json());
         assert_eq!(parsed["id"], "0190");
         assert_eq!(text.matches("\"id\"").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn json_text_over_the_body_text_is_json_text() {
+        let config = StoreConfig::default();
+        for body in [
+            json!({}),
+            json!({"b": [1, {"c": null}], "a": "x\"y", "n": 1.5e300, "z": {"id": 1}}),
+            json!({"id": "spoofed", "version": 9, "t": "\u{2028}"}),
+        ] {
+            let (object, text) = check_body_text(body, &config).unwrap();
+            let document = Document::from_parts(
+                "01\"90",
+                "2026-01-01T00:00:00.000000Z",
+                "2026-01-02T00:00:00.000000Z",
+                3,
+                object,
+            );
+            assert_eq!(
+                document.json_text_over(&text).unwrap(),
+                document.json_text().unwrap()
+            );
+        }
+        // A body that still holds a system key, or a text that is not its object, is
+        // serialised from the parts.
+        let spoofed = json!({"id": "spoofed", "a": 1});
+        let document =
+            Document::from_parts("x", "t0", "t0", 1, spoofed.as_object().unwrap().clone());
+        let expected = document.json_text().unwrap();
+        assert_eq!(
+            document.json_text_over(&spoofed.to_string()).unwrap(),
+            expected
+        );
+        assert_eq!(document.json_text_over("[]").unwrap(), expected);
     }
 
     #[test]

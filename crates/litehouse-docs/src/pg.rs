@@ -74,9 +74,29 @@ impl<'a, 't> PgConn<'a, 't> {
 
     async fn rows(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>> {
         let values = bound(&sql.params);
+        let typed = typed(&values);
+        if sql.kept {
+            let statement = self.kept(sql, &typed).await?;
+            let params: Vec<&(dyn ToSql + Sync)> = typed.iter().map(|(value, _)| *value).collect();
+            return Ok(self.transaction.query(&statement, &params).await?);
+        }
         Ok(self
             .transaction
-            .query_typed(sql.text.as_str(), &typed(&values))
+            .query_typed(sql.text.as_str(), &typed)
+            .await?)
+    }
+
+    /// The connection's prepared statement for `sql` (see [`Sql::keep_prepared`]): a
+    /// round trip the first time this connection runs the text, none after.
+    async fn kept(
+        &self,
+        sql: &Sql,
+        typed: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<tokio_postgres::Statement> {
+        let types: Vec<Type> = typed.iter().map(|(_, ty)| ty.clone()).collect();
+        Ok(self
+            .transaction
+            .prepare_typed_cached(&sql.text, &types)
             .await?)
     }
 }
@@ -162,9 +182,15 @@ impl Conn for PgConn<'_, '_> {
 
     async fn execute(&self, sql: &Sql) -> Result<u64> {
         let values = bound(&sql.params);
+        let typed = typed(&values);
+        if sql.kept {
+            let statement = self.kept(sql, &typed).await?;
+            let params: Vec<&(dyn ToSql + Sync)> = typed.iter().map(|(value, _)| *value).collect();
+            return Ok(self.transaction.execute(&statement, &params).await?);
+        }
         Ok(self
             .transaction
-            .execute_typed(sql.text.as_str(), &typed(&values))
+            .execute_typed(sql.text.as_str(), &typed)
             .await?)
     }
 

@@ -355,19 +355,22 @@ impl Param {
             Param::Bool(flag) => Json::Bool(*flag),
         }
     }
+}
 
-    /// Bound as a SQLite value: booleans are integers, as `json_type`'s true/false map to.
-    pub(crate) fn to_sqlite(&self) -> litehouse::Value {
-        use litehouse::Value;
-        match self {
-            Param::Text(text) | Param::Json(text) => Value::Text(text.clone()),
-            Param::Int(int) => Value::Integer(*int),
+/// Bound as a SQLite value, borrowed (a document's text is not copied to bind it): booleans
+/// are integers, as `json_type`'s true/false map to.
+impl litehouse::rusqlite::ToSql for Param {
+    fn to_sql(&self) -> litehouse::rusqlite::Result<litehouse::rusqlite::types::ToSqlOutput<'_>> {
+        use litehouse::rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Param::Text(text) | Param::Json(text) => ValueRef::Text(text.as_bytes()),
+            Param::Int(int) => ValueRef::Integer(*int),
             Param::Num(number) => match number.as_i64() {
-                Some(int) => Value::Integer(int),
-                None => Value::Real(number.as_f64().unwrap_or(f64::NAN)),
+                Some(int) => ValueRef::Integer(int),
+                None => ValueRef::Real(number.as_f64().unwrap_or(f64::NAN)),
             },
-            Param::Bool(flag) => Value::Integer(i64::from(*flag)),
-        }
+            Param::Bool(flag) => ValueRef::Integer(i64::from(*flag)),
+        }))
     }
 }
 
@@ -377,6 +380,8 @@ pub(crate) struct Sql {
     pub(crate) text: String,
     pub(crate) params: Vec<Param>,
     engine: Engine,
+    /// See [`Sql::keep_prepared`].
+    pub(crate) kept: bool,
 }
 
 impl Sql {
@@ -385,7 +390,18 @@ impl Sql {
             text: String::new(),
             params: Vec::new(),
             engine: dialect.engine,
+            kept: false,
         }
+    }
+
+    /// Marks a statement run often whose text is one of a few fixed shapes: PostgreSQL
+    /// parses and plans it once per pooled connection and keeps it (`prepare_typed_cached`),
+    /// instead of parsing and planning it at every run. A connection keeps every distinct
+    /// text marked for its lifetime, so only texts from a small fixed set may be marked.
+    /// SQLite keeps every statement in its bounded statement cache already.
+    pub(crate) fn keep_prepared(&mut self) -> &mut Sql {
+        self.kept = true;
+        self
     }
 
     /// A statement with no parameters.
@@ -400,6 +416,7 @@ impl Sql {
     pub(crate) fn prefixed(&self, prefix: &str) -> Sql {
         Sql {
             text: format!("{prefix}{}", self.text),
+            kept: false,
             ..self.clone()
         }
     }

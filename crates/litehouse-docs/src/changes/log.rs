@@ -245,7 +245,12 @@ pub(crate) async fn record(c: &impl Conn, changes: Vec<NewChange>) -> Result<()>
             } else {
                 " (collection, id, op, version, document, at, origin) VALUES "
             });
+        // Rows in this statement, and how many carry a document (a NULL is written into
+        // the text, so the text depends on which rows have one).
+        let (mut rows, mut documents) = (0, 0);
         for (position, change) in changes.by_ref().take(ROWS_PER_INSERT).enumerate() {
+            rows += 1;
+            documents += usize::from(change.document.is_some());
             if position > 0 {
                 sql.push(", ");
             }
@@ -280,6 +285,12 @@ pub(crate) async fn record(c: &impl Conn, changes: Vec<NewChange>) -> Result<()>
             };
             sql.push(")");
         }
+        // A single change (most writes) and a full statement of a big batch, each with
+        // every document present or every one absent: a fixed set of texts, so PostgreSQL
+        // may keep them prepared instead of parsing and planning each one again.
+        if (rows == 1 || rows == ROWS_PER_INSERT) && (documents == 0 || documents == rows) {
+            sql.keep_prepared();
+        }
         if !sqlite && c.noted_xid() == 0 {
             // The transaction's id, for `Feed::committed_xid` (no extra round trip).
             sql.push(" RETURNING CAST(xid AS TEXT)");
@@ -305,6 +316,39 @@ pub(crate) async fn record_documents(
     let changes = documents
         .iter()
         .map(|document| NewChange::document(collection, op, document))
+        .collect::<Result<Vec<_>>>()?;
+    record(c, changes).await
+}
+
+/// [`record_documents`] for documents whose body texts (as
+/// [`check_body_text`](crate::document::check_body_text) wrote them) the write holds: each
+/// change's text is the body's text with the system fields appended, not a second
+/// serialisation.
+pub(crate) async fn record_written(
+    c: &impl Conn,
+    collection: &str,
+    op: ChangeOp,
+    documents: &[Document],
+    body_texts: &[String],
+) -> Result<()> {
+    if !c.record_changes() {
+        return Ok(());
+    }
+    if body_texts.len() != documents.len() {
+        return Err(Error::corrupt("a document without its text"));
+    }
+    let changes = documents
+        .iter()
+        .zip(body_texts)
+        .map(|(document, text)| {
+            Ok(NewChange {
+                collection: collection.to_owned(),
+                id: document.id.clone(),
+                op,
+                version: document.version,
+                document: Some(document.json_text_over(text)?),
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     record(c, changes).await
 }
@@ -415,17 +459,25 @@ pub(crate) async fn prune(c: &impl Conn, retention: Retention) -> Result<u64> {
     let step_end = pruned.saturating_add(PRUNE_STEP as i64);
     if let Some(age_ms) = retention.age_ms {
         let cutoff = now_ms().saturating_sub(i64::try_from(age_ms).unwrap_or(i64::MAX));
+        // The longest expired run from the oldest kept change (as on PostgreSQL): the scan
+        // stops at the first change still kept, which is the first one it reads whenever
+        // nothing has expired, the common case.
         let mut sql = Sql::new(dialect);
-        sql.push("SELECT CAST(max(seq) AS TEXT) FROM ")
+        sql.push("SELECT CAST(seq AS TEXT) FROM ")
             .push(&dialect.qualify(CHANGES_TABLE))
-            .push(" WHERE seq <= ")
+            .push(" WHERE seq > ")
+            .bind(Param::Int(pruned))
+            .push(" AND seq <= ")
             .bind(Param::Int(step_end))
-            .push(" AND at < ")
-            .bind(Param::Int(cutoff));
+            .push(" AND at >= ")
+            .bind(Param::Int(cutoff))
+            .push(" ORDER BY seq LIMIT 1");
         let rows = c.texts(&sql).await?;
-        if let Some(Some(Some(max))) = rows.first().map(|row| row.first()) {
-            horizon = horizon.max(max.parse().unwrap_or(pruned));
-        }
+        let expired_to = match rows.first().map(|row| row.first()) {
+            Some(Some(Some(kept))) => kept.parse::<i64>().map_or(pruned, |kept| kept - 1),
+            _ => step_end,
+        };
+        horizon = horizon.max(expired_to);
     }
     let horizon = horizon.min(step_end).min(head);
     if horizon <= pruned {

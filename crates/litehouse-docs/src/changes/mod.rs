@@ -58,7 +58,9 @@ use crate::store::{Backend, Store, in_transaction};
 pub(crate) use feed::Feed;
 pub use feed::{ChangeStream, FeedStats};
 use log::{LogPage, bounds, read_log};
-pub(crate) use log::{NewChange, Retention, ensure, prune, record, record_documents};
+pub(crate) use log::{
+    NewChange, Retention, ensure, prune, record, record_documents, record_written,
+};
 
 /// The change log table.
 pub(crate) const CHANGES_TABLE: &str = "_litehouse_changes";

@@ -77,3 +77,56 @@ async fn a_log_pruned_to_its_end_counts_on() {
     })
     .await;
 }
+
+/// Retention by age deletes the run of changes older than the age, from the oldest kept, and
+/// keeps every newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_by_age_prunes_the_expired_run() {
+    on_each_backend(|store| async move {
+        let store = store.with_config(StoreConfig {
+            change_retention_count: None,
+            change_retention_ms: Some(1_000),
+            ..StoreConfig::default()
+        });
+        store
+            .create_collection("a", CollectionSpec::default())
+            .await?;
+        let start = store.head().await?;
+        store
+            .create_many("a", (0..20).map(|n| json!({"n": n})).collect())
+            .await?;
+        assert_eq!(
+            store.prune_changes().await?,
+            0,
+            "nothing is a second old yet"
+        );
+        assert_eq!(all_since(&store, start).await?.len(), 20);
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let middle = store.head().await?;
+        let new = store
+            .create_many("a", (20..25).map(|n| json!({"n": n})).collect())
+            .await?;
+        // The 20 old creates and the collection's own change before them.
+        assert_eq!(store.prune_changes().await?, 21);
+        assert_eq!(store.prune_changes().await?, 0);
+        assert!(matches!(
+            store
+                .changes_since(Some(&start), &ChangeFilter::default(), 10)
+                .await,
+            Err(Error::CursorExpired { .. })
+        ));
+        let kept = store
+            .changes_since(None, &ChangeFilter::default(), 100)
+            .await?;
+        let ids: Vec<&str> = kept
+            .changes
+            .iter()
+            .map(|change| change.id.as_str())
+            .collect();
+        let expected: Vec<&str> = new.iter().map(|document| document.id.as_str()).collect();
+        assert_eq!(ids, expected);
+        assert_eq!(all_since(&store, middle).await?.len(), 5);
+        Ok(())
+    })
+    .await;
+}
