@@ -653,12 +653,20 @@ async fn change_log_cost_on(
         store.create_collection("items", items_spec()).await?;
     }
     let window = opts.pick(Duration::from_millis(400), Duration::from_secs(2));
-    let rounds = opts.pick(2, 3);
+    // Five full rounds: the machine's load drifts over a run, and more alternations average it
+    // out of the ratio (a full D4 run takes about a minute per engine).
+    let rounds = opts.pick(2, 5);
     // [kind][variant]: kinds create x1, create x64, create_many; variants log, no log.
     let mut tallies = [[Tally::default(); 2]; 3];
     let mut next = 0u64;
-    for _ in 0..rounds {
-        for (variant, store) in [&with.store, &without_store].into_iter().enumerate() {
+    for round in 0..rounds {
+        // Each round swaps which variant goes first, so neither always runs right after
+        // the other's writes (its checkpoints, its dirty pages).
+        let mut order = [(0, &with.store), (1, &without_store)];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (variant, store) in order {
             let started = Instant::now();
             let mut ops = 0;
             while started.elapsed() < window {
