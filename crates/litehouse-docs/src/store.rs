@@ -22,6 +22,10 @@ pub const MAX_BATCH: usize = 10_000;
 
 /// Settings for [`Store::open_postgres_with`].
 ///
+/// Each pooled connection keeps a few prepared statements (the change log's inserts, at most
+/// 16 texts); everything else goes out unnamed. Behind PgBouncer in transaction mode, turn on
+/// its prepared-statement support (`max_prepared_statements`, PgBouncer 1.21 or later).
+///
 /// ```
 /// use litehouse_docs::PostgresConfig;
 /// let config = PostgresConfig { url: "postgres://postgres@127.0.0.1/app".into(), ..PostgresConfig::default() };
