@@ -85,6 +85,10 @@ pub(super) const XMIN: &str =
 /// The current transaction's id (assigning one), the default of the log's `xid` column.
 const CURRENT_XID: &str = "CAST(CAST(pg_current_xact_id() AS TEXT) AS bigint)";
 
+/// Most held-back changes [`bounds`] counts: the count is a range scan of the log's key on
+/// every tailer read, so a long hold must not make each read longer.
+const HELD_BACK_COUNTED: u64 = 100_000;
+
 /// The advisory lock key [`ensure`] takes on PostgreSQL ("lhchange" in ASCII).
 const ENSURE_LOCK: i64 = 0x6c68_6368_616e_6765;
 
@@ -362,7 +366,7 @@ pub(super) struct Bounds {
     /// The newest change pruned (every cursor before it has expired).
     pub(super) pruned: Cursor,
     /// Committed changes readers may not read yet because an older transaction is still
-    /// running (PostgreSQL; always 0 on SQLite).
+    /// running, counted up to [`HELD_BACK_COUNTED`] (PostgreSQL; always 0 on SQLite).
     pub(super) held_back: u64,
     /// PostgreSQL: every transaction with a smaller id had finished (0 on SQLite).
     pub(super) xmin: u64,
@@ -398,7 +402,8 @@ pub(super) async fn bounds(c: &impl Conn) -> Result<Bounds> {
         format!(
             "SELECT CAST(h.xid AS TEXT), CAST(h.seq AS TEXT), CAST(f.pruned_xid AS TEXT), \
              CAST(f.pruned AS TEXT), \
-             (SELECT CAST(count(*) AS TEXT) FROM {changes} WHERE xid >= {XMIN}), \
+             (SELECT CAST(count(*) AS TEXT) FROM (SELECT 1 FROM {changes} \
+             WHERE xid >= {XMIN} LIMIT {HELD_BACK_COUNTED}) held), \
              CAST({XMIN} AS TEXT) \
              FROM {feed} f LEFT JOIN LATERAL (SELECT xid, seq FROM {changes} \
              WHERE xid < {XMIN} ORDER BY xid DESC, seq DESC LIMIT 1) h ON true WHERE f.k = 1"

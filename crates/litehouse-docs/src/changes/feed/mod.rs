@@ -259,7 +259,8 @@ pub struct FeedStats {
     /// PostgreSQL: committed changes the tailer could not read yet at its last read, because
     /// a transaction that began writing before them was still running (0 on SQLite). Their
     /// subscribers get them once it ends; a value that stays up means a long write
-    /// transaction somewhere on the server.
+    /// transaction somewhere on the server. Counted up to 100,000 (each tailer read counts
+    /// them, and a long hold must not make every read longer): 100,000 means at least that.
     pub held_back: u64,
 }
 
