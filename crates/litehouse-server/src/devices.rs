@@ -535,7 +535,10 @@ async fn record_push(
     )
 )]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Json_>, ApiError> {
-    let producers = litehouse_sync::list_producers(state.store(), MAX_DEVICES).await?;
+    // Heartbeats and rejections first, the push state after: a rejection is recorded once
+    // its push committed, so every rejection this reads has its push in the state read next
+    // (read the other way round, a push committing between the two reads showed a rejection
+    // beside a device with no state).
     let (mut seen, mut rejections, heartbeat_stats, buffer_stats) = match state.heartbeats() {
         Some(heartbeats) => (
             heartbeats.seen().await.map_err(engine_error)?,
@@ -545,6 +548,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Json_>, A
         ),
         None => (BTreeMap::new(), BTreeMap::new(), None, None),
     };
+    let producers = litehouse_sync::list_producers(state.store(), MAX_DEVICES).await?;
     let now = now_ms();
     let window = i64::try_from(ONLINE_WINDOW.as_millis()).unwrap_or(i64::MAX);
     let mut devices: BTreeMap<String, Json_> = BTreeMap::new();
