@@ -109,12 +109,7 @@ async fn load_spec_with(c: &impl Conn, collection: &str, lock: bool) -> Result<C
     if lock {
         sql.push(c.dialect().for_update());
     }
-    let rows = c.texts(&sql).await?;
-    let Some(Some(spec)) = rows
-        .into_iter()
-        .next()
-        .and_then(|row| row.into_iter().next())
-    else {
+    let Some(spec) = c.text(&sql).await? else {
         return Err(Error::CollectionNotFound {
             collection: collection.to_owned(),
         });
@@ -325,12 +320,7 @@ async fn load_spec_text(c: &impl Conn, collection: &str) -> Result<Option<String
         .push(&c.dialect().catalog())
         .push(" WHERE name = ");
     sql.bind(Param::Text(collection.to_owned()));
-    let rows = c.texts(&sql).await?;
-    Ok(rows
-        .into_iter()
-        .next()
-        .and_then(|row| row.into_iter().next())
-        .flatten())
+    c.text(&sql).await
 }
 
 /// Runs `work` with the current spec of `collection`, read through `cache` (see

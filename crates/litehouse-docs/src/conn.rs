@@ -25,6 +25,15 @@ pub(crate) trait Conn {
     async fn document_texts(&self, sql: &Sql) -> Result<Vec<DocumentText>>;
     /// Rows whose columns are all text (or NULL).
     async fn texts(&self, sql: &Sql) -> Result<Vec<Vec<Option<String>>>>;
+    /// The first column of the first row as text; `None` when there is no row or it is NULL.
+    async fn text(&self, sql: &Sql) -> Result<Option<String>> {
+        let rows = self.texts(sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+            .flatten())
+    }
     /// The single integer of a `count(*)`.
     async fn count(&self, sql: &Sql) -> Result<i64>;
     /// A statement without rows; returns the changed row count.

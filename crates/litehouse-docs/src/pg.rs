@@ -76,8 +76,7 @@ impl<'a, 't> PgConn<'a, 't> {
         let values = bound(&sql.params);
         let typed = typed(&values);
         if sql.kept {
-            let statement = self.kept(sql, &typed).await?;
-            let params: Vec<&(dyn ToSql + Sync)> = typed.iter().map(|(value, _)| *value).collect();
+            let (statement, params) = self.kept(sql, &typed).await?;
             return Ok(self.transaction.query(&statement, &params).await?);
         }
         Ok(self
@@ -86,18 +85,20 @@ impl<'a, 't> PgConn<'a, 't> {
             .await?)
     }
 
-    /// The connection's prepared statement for `sql` (see [`Sql::keep_prepared`]): a
-    /// round trip the first time this connection runs the text, none after.
-    async fn kept(
+    /// The connection's prepared statement for `sql` (see [`Sql::keep_prepared`]) with the
+    /// values to run it with: a round trip the first time this connection runs the text,
+    /// none after.
+    async fn kept<'v>(
         &self,
         sql: &Sql,
-        typed: &[(&(dyn ToSql + Sync), Type)],
-    ) -> Result<tokio_postgres::Statement> {
+        typed: &[(&'v (dyn ToSql + Sync), Type)],
+    ) -> Result<(tokio_postgres::Statement, Vec<&'v (dyn ToSql + Sync)>)> {
         let types: Vec<Type> = typed.iter().map(|(_, ty)| ty.clone()).collect();
-        Ok(self
+        let statement = self
             .transaction
             .prepare_typed_cached(&sql.text, &types)
-            .await?)
+            .await?;
+        Ok((statement, typed.iter().map(|(value, _)| *value).collect()))
     }
 }
 
@@ -184,8 +185,7 @@ impl Conn for PgConn<'_, '_> {
         let values = bound(&sql.params);
         let typed = typed(&values);
         if sql.kept {
-            let statement = self.kept(sql, &typed).await?;
-            let params: Vec<&(dyn ToSql + Sync)> = typed.iter().map(|(value, _)| *value).collect();
+            let (statement, params) = self.kept(sql, &typed).await?;
             return Ok(self.transaction.execute(&statement, &params).await?);
         }
         Ok(self

@@ -156,15 +156,7 @@ pub(crate) async fn ensure(c: &impl Conn) -> Result<()> {
         .push("SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_attribute WHERE attrelid = to_regclass(")
         .bind(Param::Text(changes.clone()))
         .push(") AND attname IN ('seq', 'xid')");
-    let rows = c.texts(&probe).await?;
-    if rows
-        .first()
-        .and_then(|row| row.first())
-        .cloned()
-        .flatten()
-        .as_deref()
-        == Some("seq")
-    {
+    if c.text(&probe).await?.as_deref() == Some("seq") {
         upgrade_postgres(c).await?;
     }
     execute_all(
@@ -298,8 +290,8 @@ pub(crate) async fn record(c: &impl Conn, changes: Vec<NewChange>) -> Result<()>
         if !sqlite && c.noted_xid() == 0 {
             // The transaction's id, for `Feed::committed_xid` (no extra round trip).
             sql.push(" RETURNING CAST(xid AS TEXT)");
-            let rows = c.texts(&sql).await?;
-            c.note_xid(unsigned(rows.first().and_then(|row| row.first()), "xid")?);
+            let xid = c.text(&sql).await?;
+            c.note_xid(unsigned(Some(&xid), "xid")?);
         } else {
             c.execute(&sql).await?;
         }
@@ -477,10 +469,9 @@ pub(crate) async fn prune(c: &impl Conn, retention: Retention) -> Result<u64> {
             .push(" AND at >= ")
             .bind(Param::Int(cutoff))
             .push(" ORDER BY seq LIMIT 1");
-        let rows = c.texts(&sql).await?;
-        let expired_to = match rows.first().map(|row| row.first()) {
-            Some(Some(Some(kept))) => kept.parse::<i64>().map_or(pruned, |kept| kept - 1),
-            _ => step_end,
+        let expired_to = match c.text(&sql).await? {
+            Some(kept) => kept.parse::<i64>().map_or(pruned, |kept| kept - 1),
+            None => step_end,
         };
         horizon = horizon.max(expired_to);
     }
@@ -565,15 +556,7 @@ async fn prune_postgres(c: &impl Conn, retention: Retention) -> Result<u64> {
     first.push(" AS TEXT) FROM ").push(&changes);
     after_pruned(&mut first);
     first.push(" ORDER BY xid, seq LIMIT 1");
-    let rows = c.texts(&first).await?;
-    if rows
-        .first()
-        .and_then(|row| row.first())
-        .cloned()
-        .flatten()
-        .as_deref()
-        != Some("true")
-    {
+    if c.text(&first).await?.as_deref() != Some("true") {
         return Ok(0);
     }
     let mut run = Sql::new(dialect);
