@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use litehouse::rusqlite::Connection;
-use litehouse::{Config, Database, Error, Profile, Value};
+use litehouse::{BlockingWait, Config, Database, Error, Profile, Value};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -33,6 +33,9 @@ thread_local! {
 pub(crate) struct PyDatabase {
     db: Database,
 }
+
+/// How long a Python thread polls for its write's answer before it sleeps.
+const PYTHON_POLL: Duration = Duration::from_micros(300);
 
 /// Settings shared by `Database(...)` and `Database.memory(...)`.
 fn config(
@@ -69,6 +72,11 @@ fn config(
         queue_capacity: queue_capacity.unwrap_or(defaults.queue_capacity),
         busy_budget,
         pragmas: pragmas.unwrap_or_default(),
+        // Python threads run one at a time (the GIL), so the CPUs mostly idle while they
+        // wait for the writer, under either profile: polling for the answer keeps one awake
+        // (8 threads inserting, this machine: Durable about 23k/s sleeping, 30k/s polling;
+        // Balanced about 65k/s sleeping, 90k/s polling).
+        blocking_wait: BlockingWait::Poll(PYTHON_POLL),
         ..defaults
     })
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     pub(crate) readers: Readers,
     pub(crate) stats: Arc<StatsCollector>,
     pub(crate) config: Config,
+    /// How long a blocking write polls for its answer before it sleeps
+    /// ([`Config::blocking_wait`] under the profile).
+    poll_budget: Duration,
     pub(crate) location: Location,
     closed: AtomicBool,
 }
@@ -159,6 +162,7 @@ impl Database {
                 writer,
                 readers,
                 stats,
+                poll_budget: config.blocking_wait.poll_budget(config.profile),
                 config,
                 location,
                 closed: AtomicBool::new(false),
@@ -245,7 +249,7 @@ impl Database {
     {
         self.check_open()?;
         self.check_not_on_writer()?;
-        let (reply, wait) = reply::blocking();
+        let (reply, wait) = reply::blocking_polling(self.inner.poll_budget);
         let job = ClosureJob::boxed(work, reply);
         self.inner.writer.send(Message::Write {
             job,

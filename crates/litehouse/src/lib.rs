@@ -65,7 +65,7 @@ mod writer;
 
 pub use backup::BackupProgress;
 pub use buffer::{BufferConfig, BufferStats, REJECTED_TABLE, RejectedRow, Row, WriteBuffer};
-pub use config::{Config, Profile};
+pub use config::{BlockingWait, Config, Profile};
 pub use database::{Database, Location};
 pub use error::{Cause, ConstraintKind, Error, Result};
 pub use ident::{MAX_IDENTIFIER_LEN, quote_identifier, validate_identifier};
