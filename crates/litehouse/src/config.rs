@@ -62,8 +62,8 @@ pub enum BlockingWait {
     /// under [`Profile::Balanced`].
     #[default]
     Auto,
-    /// Poll for the answer for up to this long, then sleep. Costs up to one CPU while writes
-    /// are in flight (given up to any other thread that is ready to run).
+    /// Poll for the answer for up to this long (at most 100 ms), then sleep. Costs up to one
+    /// CPU while writes are in flight (given up to any other thread that is ready to run).
     Poll(Duration),
     /// Sleep until the answer comes.
     Sleep,
@@ -79,6 +79,9 @@ impl BlockingWait {
         }
     }
 }
+
+/// Longest [`BlockingWait::Poll`] budget [`Config`] accepts.
+const MAX_POLL: Duration = Duration::from_millis(100);
 
 /// [`BlockingWait::Auto`]'s polling budget: about two fsyncs on a common SSD, so a write
 /// that waits for the commit in progress and then its own is still answered while polling.
@@ -160,7 +163,7 @@ impl Config {
             max_group_size,
             gather_window: _,
             busy_budget: _,
-            blocking_wait: _,
+            blocking_wait,
             statement_cache_capacity: _,
             pragmas,
         } = self;
@@ -177,6 +180,14 @@ impl Config {
         }
         if *max_group_size == 0 {
             return bad("max_group_size must be at least 1");
+        }
+        if let BlockingWait::Poll(budget) = blocking_wait
+            && *budget > MAX_POLL
+        {
+            return bad(
+                "blocking_wait polls for at most 100 ms: a longer wait should sleep \
+                 (BlockingWait::Sleep) instead of spending a CPU",
+            );
         }
         for (name, value) in pragmas {
             validate_identifier(name).map_err(|err| Error::Config {
@@ -296,6 +307,15 @@ mod tests {
             pragmas: vec![("cache_size".into(), "1; DROP TABLE t".into())],
             ..Config::default()
         });
+        check(Config {
+            blocking_wait: BlockingWait::Poll(Duration::MAX),
+            ..Config::default()
+        });
         assert!(Config::default().validate().is_ok());
+        let polling = Config {
+            blocking_wait: BlockingWait::Poll(MAX_POLL),
+            ..Config::default()
+        };
+        assert!(polling.validate().is_ok());
     }
 }

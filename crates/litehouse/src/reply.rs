@@ -63,12 +63,16 @@ fn poll_for<T>(
         return None;
     }
     let _turn = PollingTurn::take(polling)?;
-    let deadline = Instant::now() + budget;
+    // `Config::validate` bounds the budget; a budget past the clock's end polls until the
+    // answer comes.
+    let deadline = Instant::now().checked_add(budget);
     loop {
         match receiver.try_recv() {
             Ok(result) => return Some(result),
             Err(TryRecvError::Disconnected) => return Some(Err(Error::Closed)),
-            Err(TryRecvError::Empty) if Instant::now() >= deadline => return None,
+            Err(TryRecvError::Empty) if deadline.is_some_and(|end| Instant::now() >= end) => {
+                return None;
+            }
             Err(TryRecvError::Empty) => std::thread::yield_now(),
         }
     }

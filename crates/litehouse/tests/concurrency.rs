@@ -1,10 +1,11 @@
 //! Many writers at once: exact counts, no lock errors, grouping, and isolation of failures.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use litehouse::{Config, ConstraintKind, Database, Error, Profile};
+use litehouse::{BlockingWait, Config, ConstraintKind, Database, Error, Profile};
 
-use crate::util::{TestResult, count, file_db, hold_writer, run_as_one_group};
+use crate::util::{TestResult, count, file_db, hold_writer, run_as_one_group, wait_for_queue};
 
 #[test]
 fn threads_insert_and_increment_with_exact_counts() -> TestResult {
@@ -47,6 +48,44 @@ fn threads_insert_and_increment_with_exact_counts() -> TestResult {
         stats.groups < (threads * per_thread * 2) as u64,
         "writes were grouped: {stats:?}"
     );
+    Ok(())
+}
+
+/// Blocking callers that poll for their answer (one at a time; the rest sleep) get every
+/// answer: quick ones while polling, and ones that wait far past the polling budget (the
+/// writer held) after they gave up polling and slept.
+#[test]
+fn threads_polling_for_their_answers_get_every_one() -> TestResult {
+    let (_dir, _path, db) = file_db(Config {
+        blocking_wait: BlockingWait::Poll(Duration::from_millis(1)),
+        ..Config::default()
+    })?;
+    db.blocking_execute(
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, thread INTEGER)",
+        (),
+    )?;
+    let threads = 8;
+    let per_thread = 200;
+    let (release, holder) = hold_writer(&db);
+    std::thread::scope(|scope| {
+        for thread in 0..threads {
+            let db = db.clone();
+            scope.spawn(move || {
+                for _ in 0..per_thread {
+                    db.blocking_execute("INSERT INTO items(thread) VALUES (?1)", (thread,))
+                        .expect("insert");
+                }
+            });
+        }
+        // The first write of every thread waits behind the held writer, long past the
+        // budget, before any commits.
+        wait_for_queue(&db, threads as usize);
+        std::thread::sleep(Duration::from_millis(20));
+        release.send(()).expect("release the writer");
+    });
+    holder.join().expect("holder thread")?;
+    assert_eq!(count(&db, "items"), threads * per_thread);
+    assert_eq!(db.stats().execute.errors, 0);
     Ok(())
 }
 
