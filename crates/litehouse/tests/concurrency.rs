@@ -7,6 +7,27 @@ use litehouse::{BlockingWait, Config, ConstraintKind, Database, Error, Profile};
 
 use crate::util::{TestResult, count, file_db, hold_writer, run_as_one_group, wait_for_queue};
 
+/// Starts `threads` threads in `scope` that each insert `per_thread` rows into `items`, one
+/// `blocking_execute` each, running `after_each` after every insert.
+fn spawn_writers<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    db: &Database,
+    threads: i64,
+    per_thread: i64,
+    after_each: fn(&Database),
+) {
+    for thread in 0..threads {
+        let db = db.clone();
+        scope.spawn(move || {
+            for _ in 0..per_thread {
+                db.blocking_execute("INSERT INTO items(thread) VALUES (?1)", (thread,))
+                    .expect("insert");
+                after_each(&db);
+            }
+        });
+    }
+}
+
 #[test]
 fn threads_insert_and_increment_with_exact_counts() -> TestResult {
     let (_dir, _path, db) = file_db(Config {
@@ -21,22 +42,15 @@ fn threads_insert_and_increment_with_exact_counts() -> TestResult {
     let threads = 32;
     let per_thread = 100;
     std::thread::scope(|scope| {
-        for thread in 0..threads {
-            let db = db.clone();
-            scope.spawn(move || {
-                for _ in 0..per_thread {
-                    db.blocking_execute("INSERT INTO items(thread) VALUES (?1)", (thread,))
-                        .expect("insert");
-                    db.blocking_transaction(|conn| {
-                        let n: i64 =
-                            conn.query_row("SELECT n FROM counter WHERE id = 1", [], |r| r.get(0))?;
-                        conn.execute("UPDATE counter SET n = ?1 WHERE id = 1", [n + 1])?;
-                        Ok(())
-                    })
-                    .expect("increment");
-                }
-            });
-        }
+        spawn_writers(scope, &db, threads, per_thread, |db| {
+            db.blocking_transaction(|conn| {
+                let n: i64 =
+                    conn.query_row("SELECT n FROM counter WHERE id = 1", [], |r| r.get(0))?;
+                conn.execute("UPDATE counter SET n = ?1 WHERE id = 1", [n + 1])?;
+                Ok(())
+            })
+            .expect("increment");
+        });
     });
     assert_eq!(count(&db, "items"), threads * per_thread);
     let n: i64 = db.blocking_query_row("SELECT n FROM counter", (), |r| r.get(0))?;
@@ -68,15 +82,7 @@ fn threads_polling_for_their_answers_get_every_one() -> TestResult {
     let per_thread = 200;
     let (release, holder) = hold_writer(&db);
     std::thread::scope(|scope| {
-        for thread in 0..threads {
-            let db = db.clone();
-            scope.spawn(move || {
-                for _ in 0..per_thread {
-                    db.blocking_execute("INSERT INTO items(thread) VALUES (?1)", (thread,))
-                        .expect("insert");
-                }
-            });
-        }
+        spawn_writers(scope, &db, threads, per_thread, |_| {});
         // The first write of every thread waits behind the held writer, long past the
         // budget, before any commits.
         wait_for_queue(&db, threads as usize);
