@@ -34,9 +34,6 @@ pub(crate) struct PyDatabase {
     db: Database,
 }
 
-/// How long a Python thread polls for its write's answer before it sleeps.
-const PYTHON_POLL: Duration = Duration::from_micros(300);
-
 /// Settings shared by `Database(...)` and `Database.memory(...)`.
 fn config(
     profile: &str,
@@ -76,7 +73,7 @@ fn config(
         // wait for the writer, under either profile: polling for the answer keeps one awake
         // (8 threads inserting, this machine: Durable about 23k/s sleeping, 30k/s polling;
         // Balanced about 65k/s sleeping, 90k/s polling).
-        blocking_wait: BlockingWait::Poll(PYTHON_POLL),
+        blocking_wait: BlockingWait::Poll(BlockingWait::DEFAULT_POLL),
         ..defaults
     })
 }

@@ -57,9 +57,9 @@ impl Profile {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BlockingWait {
-    /// [`Poll`](BlockingWait::Poll) for 300 µs under [`Profile::Durable`] (a commit is an
-    /// fsync, during which the CPUs would otherwise idle), [`Sleep`](BlockingWait::Sleep)
-    /// under [`Profile::Balanced`].
+    /// [`Poll`](BlockingWait::Poll) for [`DEFAULT_POLL`](BlockingWait::DEFAULT_POLL) (300 µs)
+    /// under [`Profile::Durable`] (a commit is an fsync, during which the CPUs would
+    /// otherwise idle), [`Sleep`](BlockingWait::Sleep) under [`Profile::Balanced`].
     #[default]
     Auto,
     /// Poll for the answer for up to this long (at most 100 ms), then sleep. Costs up to one
@@ -70,10 +70,15 @@ pub enum BlockingWait {
 }
 
 impl BlockingWait {
+    /// The polling budget of [`BlockingWait::Auto`] under `Durable`: about two fsyncs on a
+    /// common SSD, so a write that waits for the commit in progress and then its own is
+    /// still answered while polling.
+    pub const DEFAULT_POLL: Duration = Duration::from_micros(300);
+
     /// How long a blocking caller polls before it sleeps, under `profile`.
     pub(crate) fn poll_budget(self, profile: Profile) -> Duration {
         match (self, profile) {
-            (BlockingWait::Auto, Profile::Durable) => AUTO_POLL,
+            (BlockingWait::Auto, Profile::Durable) => BlockingWait::DEFAULT_POLL,
             (BlockingWait::Auto, Profile::Balanced) | (BlockingWait::Sleep, _) => Duration::ZERO,
             (BlockingWait::Poll(budget), _) => budget,
         }
@@ -82,10 +87,6 @@ impl BlockingWait {
 
 /// Longest [`BlockingWait::Poll`] budget [`Config`] accepts.
 const MAX_POLL: Duration = Duration::from_millis(100);
-
-/// [`BlockingWait::Auto`]'s polling budget: about two fsyncs on a common SSD, so a write
-/// that waits for the commit in progress and then its own is still answered while polling.
-const AUTO_POLL: Duration = Duration::from_micros(300);
 
 /// Settings for [`Database::open`](crate::Database::open).
 ///
@@ -273,7 +274,11 @@ mod tests {
     fn blocking_writes_poll_by_default_only_where_commits_are_fsyncs() {
         let poll = Duration::from_micros(50);
         for (wait, durable, balanced) in [
-            (BlockingWait::Auto, AUTO_POLL, Duration::ZERO),
+            (
+                BlockingWait::Auto,
+                BlockingWait::DEFAULT_POLL,
+                Duration::ZERO,
+            ),
             (BlockingWait::Sleep, Duration::ZERO, Duration::ZERO),
             (BlockingWait::Poll(poll), poll, poll),
         ] {
