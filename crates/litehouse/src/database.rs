@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -42,9 +42,6 @@ pub(crate) struct Inner {
     pub(crate) readers: Readers,
     pub(crate) stats: Arc<StatsCollector>,
     pub(crate) config: Config,
-    /// How long a blocking write polls for its answer before it sleeps
-    /// ([`Config::blocking_wait`] under the profile).
-    poll_budget: Duration,
     pub(crate) location: Location,
     closed: AtomicBool,
 }
@@ -162,7 +159,6 @@ impl Database {
                 writer,
                 readers,
                 stats,
-                poll_budget: config.blocking_wait.poll_budget(config.profile),
                 config,
                 location,
                 closed: AtomicBool::new(false),
@@ -249,7 +245,9 @@ impl Database {
     {
         self.check_open()?;
         self.check_not_on_writer()?;
-        let (reply, wait) = reply::blocking_polling(self.inner.poll_budget);
+        let config = &self.inner.config;
+        let (reply, wait) =
+            reply::blocking_polling(config.blocking_wait.poll_budget(config.profile));
         let job = ClosureJob::boxed(work, reply);
         self.inner.writer.send(Message::Write {
             job,
