@@ -629,11 +629,56 @@ fn change_log_cost(opts: &BenchOptions, report: &mut dyn FnMut(Measurement)) -> 
     })
 }
 
-/// Ops and time summed over rounds, per variant.
-#[derive(Default, Clone, Copy)]
+/// Ops and time summed over rounds, per variant, and each round's ratio (logged rate over
+/// unlogged rate).
+#[derive(Default, Clone)]
 struct Tally {
-    ops: u64,
-    elapsed: Duration,
+    ops: [u64; 2],
+    elapsed: [Duration; 2],
+    ratios: Vec<f64>,
+}
+
+/// A write D4 times.
+#[derive(Clone, Copy)]
+enum D4Write {
+    /// `create`, one transaction each, from one task.
+    Create,
+    /// `create`, one transaction each, from [`CREATE_TASKS`] tasks.
+    CreateFromTasks,
+    /// `create_many` in batches of [`BATCH`].
+    CreateMany,
+}
+
+impl D4Write {
+    const ALL: [D4Write; 3] = [
+        D4Write::Create,
+        D4Write::CreateFromTasks,
+        D4Write::CreateMany,
+    ];
+
+    /// The store method it calls, for the report.
+    fn method(self) -> &'static str {
+        match self {
+            D4Write::Create | D4Write::CreateFromTasks => "create",
+            D4Write::CreateMany => "create_many",
+        }
+    }
+
+    /// Concurrent tasks.
+    fn tasks(self) -> usize {
+        match self {
+            D4Write::CreateFromTasks => CREATE_TASKS,
+            D4Write::Create | D4Write::CreateMany => 1,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            D4Write::Create => "one transaction each, one task",
+            D4Write::CreateFromTasks => "one transaction each, 64 tasks",
+            D4Write::CreateMany => "batches of 1000, docs/s",
+        }
+    }
 }
 
 async fn change_log_cost_on(
@@ -649,37 +694,101 @@ async fn change_log_cost_on(
             record_changes: false,
             ..litehouse_docs::StoreConfig::default()
         });
-    for store in [&with.store, &without_store] {
+    let stores = [&with.store, &without_store];
+    for store in stores {
         store.create_collection("items", items_spec()).await?;
     }
-    let window = opts.pick(Duration::from_millis(400), Duration::from_secs(2));
-    // Five full rounds: the machine's load drifts over a run, and more alternations average it
-    // out of the ratio (a full D4 run takes about a minute per engine).
-    let rounds = opts.pick(2, 5);
-    // [kind][variant]: kinds create x1, create x64, create_many; variants log, no log.
-    let mut tallies = [[Tally::default(); 2]; 3];
+    // Each write's two windows (logged and not) run back to back, so a change in the
+    // machine's load between rounds hits both alike; many short rounds (about a minute per
+    // engine in all) average what still lands on one window, and the per-round ratios show
+    // the spread.
+    let window = opts.pick(Duration::from_millis(400), Duration::from_millis(1000));
+    let rounds = opts.pick(2, 10);
+    let mut tallies = vec![Tally::default(); D4Write::ALL.len()];
     let mut next = 0u64;
     for round in 0..rounds {
-        // Each round swaps which variant goes first, so neither always runs right after
-        // the other's writes (its checkpoints, its dirty pages).
-        let mut order = [(0, &with.store), (1, &without_store)];
-        if round % 2 == 1 {
-            order.reverse();
+        for (write, tally) in D4Write::ALL.into_iter().zip(&mut tallies) {
+            // Each round swaps which variant goes first, so neither always runs right after
+            // the other's writes (its checkpoints, its dirty pages).
+            let mut order = [0, 1];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            let mut rates = [0.0; 2];
+            for variant in order {
+                let (ops, elapsed) = d4_window(stores[variant], write, window, &mut next).await?;
+                tally.ops[variant] += ops;
+                tally.elapsed[variant] += elapsed;
+                rates[variant] = ops as f64 / elapsed.as_secs_f64().max(1e-9);
+            }
+            tally.ratios.push(rates[0] / rates[1].max(1e-9));
         }
-        for (variant, store) in order {
-            let started = Instant::now();
-            let mut ops = 0;
+    }
+    for (write, mut tally) in D4Write::ALL.into_iter().zip(tallies) {
+        let what = write.describe();
+        let rate = |variant: usize| {
+            tally.ops[variant] as f64 / tally.elapsed[variant].as_secs_f64().max(1e-9)
+        };
+        let ratio = rate(0) / rate(1).max(1e-9);
+        tally.ratios.sort_by(f64::total_cmp);
+        let spread = match (
+            crate::quantile(&tally.ratios, 0.5),
+            tally.ratios.first(),
+            tally.ratios.last(),
+        ) {
+            (Some(median), Some(low), Some(high)) => {
+                format!("per-round median {median:.2}x, range {low:.2}x-{high:.2}x")
+            }
+            _ => String::new(),
+        };
+        for (variant, label) in [(0, "log"), (1, "no-log")] {
+            let note = if variant == 0 {
+                format!(
+                    "{what}; {ratio:.2}x of no-log ({:+.0}%), {rounds} alternated rounds, {spread}",
+                    (ratio - 1.0) * 100.0
+                )
+            } else {
+                format!("{what}; StoreConfig::record_changes = false")
+            };
+            report(
+                Measurement::new(
+                    "D4",
+                    &with.label(&format!("{} {label}", write.method())),
+                    write.tasks(),
+                    tally.ops[variant],
+                    0,
+                    tally.elapsed[variant],
+                )
+                .with_note(note),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One D4 window of `write` on `store`: ops done and the time taken. `next` numbers the
+/// documents, so no two windows write the same ones.
+async fn d4_window(
+    store: &Store,
+    write: D4Write,
+    window: Duration,
+    next: &mut u64,
+) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let mut ops = 0;
+    match write {
+        D4Write::Create => {
             while started.elapsed() < window {
-                store.create("items", document(next)).await?;
-                next += 1;
+                store.create("items", document(*next)).await?;
+                *next += 1;
                 ops += 1;
             }
-            add(&mut tallies[0][variant], ops, started.elapsed());
-            let started = Instant::now();
+        }
+        D4Write::CreateFromTasks => {
             let mut tasks = Vec::with_capacity(CREATE_TASKS);
             for task in 0..CREATE_TASKS {
                 let store = store.clone();
-                let base = next + task as u64 * 1_000_000;
+                let base = *next + task as u64 * 1_000_000;
                 tasks.push(tokio::spawn(async move {
                     let mut created = 0u64;
                     while started.elapsed() < window {
@@ -689,57 +798,19 @@ async fn change_log_cost_on(
                     anyhow::Ok(created)
                 }));
             }
-            let mut ops = 0;
             for task in tasks {
                 ops += task.await.context("create task")??;
             }
-            next += CREATE_TASKS as u64 * 1_000_000;
-            add(&mut tallies[1][variant], ops, started.elapsed());
-            let started = Instant::now();
-            let mut ops = 0;
+            *next += CREATE_TASKS as u64 * 1_000_000;
+        }
+        D4Write::CreateMany => {
             while started.elapsed() < window {
-                let batch: Vec<Json> = (next..next + BATCH).map(document).collect();
-                next += BATCH;
+                let batch: Vec<Json> = (*next..*next + BATCH).map(document).collect();
+                *next += BATCH;
                 store.create_many("items", batch).await?;
                 ops += BATCH;
             }
-            add(&mut tallies[2][variant], ops, started.elapsed());
         }
     }
-    let kinds = [
-        ("create", 1, "one transaction each, one task"),
-        ("create", CREATE_TASKS, "one transaction each, 64 tasks"),
-        ("create_many", 1, "batches of 1000, docs/s"),
-    ];
-    for ((kind, threads, what), tally) in kinds.into_iter().zip(tallies) {
-        let rate = |t: Tally| t.ops as f64 / t.elapsed.as_secs_f64().max(1e-9);
-        let ratio = rate(tally[0]) / rate(tally[1]).max(1e-9);
-        for (variant, label) in [(0, "log"), (1, "no-log")] {
-            let note = if variant == 0 {
-                format!(
-                    "{what}; {ratio:.2}x of no-log ({:+.0}%), {rounds} alternated rounds",
-                    (ratio - 1.0) * 100.0
-                )
-            } else {
-                format!("{what}; StoreConfig::record_changes = false")
-            };
-            report(
-                Measurement::new(
-                    "D4",
-                    &with.label(&format!("{kind} {label}")),
-                    threads,
-                    tally[variant].ops,
-                    0,
-                    tally[variant].elapsed,
-                )
-                .with_note(note),
-            );
-        }
-    }
-    Ok(())
-}
-
-fn add(tally: &mut Tally, ops: u64, elapsed: Duration) {
-    tally.ops += ops;
-    tally.elapsed += elapsed;
+    Ok((ops, started.elapsed()))
 }
