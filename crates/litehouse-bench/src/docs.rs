@@ -732,7 +732,7 @@ async fn change_log_cost_on(
         let ratio = rate(0) / rate(1).max(1e-9);
         tally.ratios.sort_by(f64::total_cmp);
         let spread = match (
-            crate::quantile(&tally.ratios, 0.5),
+            median(&tally.ratios),
             tally.ratios.first(),
             tally.ratios.last(),
         ) {
@@ -764,6 +764,17 @@ async fn change_log_cost_on(
         }
     }
     Ok(())
+}
+
+/// The median of `sorted` (sorted ascending): the middle value, or the mean of the two
+/// middle ones; `None` when it is empty.
+fn median(sorted: &[f64]) -> Option<f64> {
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[middle]),
+        _ => Some((sorted[middle - 1] + sorted[middle]) / 2.0),
+    }
 }
 
 /// One D4 window of `write` on `store`: ops done and the time taken. `next` numbers the
@@ -813,4 +824,17 @@ async fn d4_window(
         }
     }
     Ok((ops, started.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_takes_the_middle_or_the_mean_of_the_two_middles() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[0.9]), Some(0.9));
+        assert_eq!(median(&[0.8, 0.9, 1.2]), Some(0.9));
+        assert_eq!(median(&[0.5, 0.75, 1.25, 2.0]), Some(1.0));
+    }
 }
