@@ -719,17 +719,24 @@ async fn change_log_cost_on(
                 let (ops, elapsed) = d4_window(stores[variant], write, window, &mut next).await?;
                 tally.ops[variant] += ops;
                 tally.elapsed[variant] += elapsed;
-                rates[variant] = ops as f64 / elapsed.as_secs_f64().max(1e-9);
+                rates[variant] = crate::per_second(ops, elapsed);
             }
             tally.ratios.push(rates[0] / rates[1].max(1e-9));
         }
     }
     for (write, mut tally) in D4Write::ALL.into_iter().zip(tallies) {
-        let what = write.describe();
-        let rate = |variant: usize| {
-            tally.ops[variant] as f64 / tally.elapsed[variant].as_secs_f64().max(1e-9)
+        let measured = |variant: usize, label: &str| {
+            Measurement::new(
+                "D4",
+                &with.label(&format!("{} {label}", write.method())),
+                write.tasks(),
+                tally.ops[variant],
+                0,
+                tally.elapsed[variant],
+            )
         };
-        let ratio = rate(0) / rate(1).max(1e-9);
+        let (logged, unlogged) = (measured(0, "log"), measured(1, "no-log"));
+        let ratio = logged.ops_per_sec / unlogged.ops_per_sec.max(1e-9);
         tally.ratios.sort_by(f64::total_cmp);
         let spread = match (
             median(&tally.ratios),
@@ -741,27 +748,12 @@ async fn change_log_cost_on(
             }
             _ => String::new(),
         };
-        for (variant, label) in [(0, "log"), (1, "no-log")] {
-            let note = if variant == 0 {
-                format!(
-                    "{what}; {ratio:.2}x of no-log ({:+.0}%), {rounds} alternated rounds, {spread}",
-                    (ratio - 1.0) * 100.0
-                )
-            } else {
-                format!("{what}; StoreConfig::record_changes = false")
-            };
-            report(
-                Measurement::new(
-                    "D4",
-                    &with.label(&format!("{} {label}", write.method())),
-                    write.tasks(),
-                    tally.ops[variant],
-                    0,
-                    tally.elapsed[variant],
-                )
-                .with_note(note),
-            );
-        }
+        let what = write.describe();
+        report(logged.with_note(format!(
+            "{what}; {ratio:.2}x of no-log ({:+.0}%), {rounds} alternated rounds, {spread}",
+            (ratio - 1.0) * 100.0
+        )));
+        report(unlogged.with_note(format!("{what}; StoreConfig::record_changes = false")));
     }
     Ok(())
 }

@@ -57,6 +57,17 @@ pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     sorted.get(index).copied()
 }
 
+/// `count` over `elapsed`, per second (an empty `elapsed` counts as a nanosecond, not a
+/// division by zero).
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(litehouse_bench::per_second(500, Duration::from_millis(250)), 2000.0);
+/// ```
+pub fn per_second(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
 /// Deletes a database file with its WAL and shared-memory files.
 pub fn remove_db(path: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -105,7 +116,7 @@ impl Measurement {
             ops,
             failures,
             elapsed,
-            ops_per_sec: ops as f64 / elapsed.as_secs_f64().max(1e-9),
+            ops_per_sec: per_second(ops, elapsed),
             note: String::new(),
         }
     }

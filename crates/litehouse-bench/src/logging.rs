@@ -86,7 +86,7 @@ fn layered_run(
         .with_note(format!(
             "{} stored ({:.0}/s), {} dropped (channel full), {} batches",
             stats.logged,
-            stats.logged as f64 / counted.elapsed.as_secs_f64().max(1e-9),
+            crate::per_second(stats.logged, counted.elapsed),
             stats.dropped,
             stats.batches
         )),
